@@ -1,0 +1,176 @@
+"""Typed experiment configuration: the schema, YAML loading and dotted overrides.
+
+Every field is checked at load time, before any Ray resource is taken. An unknown key, a wrong
+type or an impossible value raises ConfigError whose message names the key, the value given and
+what is allowed, so `jobs.train` can print one line and exit with code 2.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is meant to be shown as it is."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    decoder: Literal["unet", "fpn", "deeplabv3plus"] = "fpn"
+    encoder: Literal["resnet18", "resnet34", "resnet50", "resnext50_32x4d"] = "resnet18"
+
+
+class LossConfig(_Strict):
+    name: Literal["cross_entropy", "focal"] = "cross_entropy"
+    focal_gamma: float = Field(2.0, ge=0.0)
+    focal_alpha: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class TaskConfig(_Strict):
+    name: Literal["segmentation"] = "segmentation"
+    inputs: list[Literal["rgb", "depth", "sparse_depth"]] = Field(default_factory=lambda: ["rgb"], min_length=1)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+
+class SyntheticConfig(_Strict):
+    """The procedural terrain data set generated when `data.uri` holds none yet."""
+
+    num_train: int = Field(256, ge=1)
+    num_val: int = Field(64, ge=1)
+    image_size: int = Field(64, ge=16, le=1024)
+    views_per_scene: int = Field(4, ge=1)
+    seed: int = 0
+    rows_per_shard: int = Field(64, ge=1)
+
+
+class DataConfig(_Strict):
+    uri: str = "data/quickstart"
+    generate_if_missing: bool = True
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    shuffle_buffer: int = Field(64, ge=0)
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(8, ge=1, description="per worker")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    log_images: int = Field(4, ge=0, description="validation predictions written to TensorBoard each epoch")
+    checkpoints_to_keep: int = Field(2, ge=1)
+
+
+class ScalingConfig(_Strict):
+    num_workers: int = Field(2, ge=1)
+    cpus_per_worker: float = Field(0.5, gt=0.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    use_gpu: bool | Literal["auto"] = "auto"
+    data_cpus: float = Field(1.0, gt=0.0, description="CPUs left free for Ray Data's read and decode tasks")
+    torch_threads: int | None = Field(None, ge=1, description="default: derived from cpus_per_worker")
+    strategy: Literal["ddp"] = "ddp"
+
+
+class RayConfig(_Strict):
+    """How the local Ray instance is started when RAY_ADDRESS names no cluster."""
+
+    num_cpus: int | None = Field(None, ge=1, description="default: all cores of this machine")
+    include_dashboard: bool = True
+    dashboard_host: str = "127.0.0.1"
+
+
+class OutputConfig(_Strict):
+    root: str = "runs"
+
+
+class ExperimentConfig(_Strict):
+    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _gpu_fields_agree(self) -> "ExperimentConfig":
+        if self.scaling.use_gpu is False and self.scaling.gpus_per_worker > 0:
+            raise ValueError("scaling.gpus_per_worker > 0 needs scaling.use_gpu true or 'auto'")
+        return self
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read YAML (or defaults when path is None), apply `dotted.key=value` overrides, validate."""
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    for item in overrides:
+        _apply_override(raw, item)
+    return validate(raw, source=str(path) if path else "defaults")
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err.errors()[0], source)) from None
+
+
+def to_yaml(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (give a YAML file such as configs/quickstart.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys at the top, not {type(raw).__name__}")
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} is not of the form dotted.key=value (for example train.epochs=3)")
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {key}: {prefix} is a value ({child!r}), not a section with keys")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text else ""
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"][:-1])
+        return f"{source}: unknown key {key!r}; allowed keys here: {', '.join(allowed)}"
+    given = error.get("input")
+    return f"{source}: {key} = {given!r} is invalid: {error['msg']}"
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return sorted(model.model_fields)
