@@ -88,6 +88,7 @@ class RayConfig(_Strict):
     num_cpus: int | None = Field(None, ge=1, description="default: all cores of this machine")
     include_dashboard: bool = True
     dashboard_host: str = "127.0.0.1"
+    node_ip_address: str = "127.0.0.1"
 
 
 class OutputConfig(_Strict):

@@ -1,0 +1,30 @@
+"""Connect to the Ray cluster named by RAY_ADDRESS, or start a local one bound to loopback."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+
+from core.config import RayConfig
+
+
+def connect(config: RayConfig, code_root: Path) -> None:
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        return
+    # Local workers import this code by path; a submitted job ships it with --working-dir instead.
+    pythonpath = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))
+    ray.init(
+        num_cpus=config.num_cpus or os.cpu_count(),
+        include_dashboard=config.include_dashboard,
+        dashboard_host=config.dashboard_host,
+        _node_ip_address=config.node_ip_address,
+        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+    )
+
+
+def node_resources() -> list[dict[str, float]]:
+    return [node["Resources"] for node in ray.nodes() if node["Alive"]]

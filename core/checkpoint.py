@@ -1,0 +1,44 @@
+"""Checkpoint folders: the training state under fixed keys, written so that a half-written one is never read.
+
+A folder holds state.pt with {"model", "optimizer", "train_state"} and, optionally, previews/
+with PNG images of the predictions at that point. state.pt is written under a temporary name and
+renamed, so a folder without state.pt is incomplete.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+STATE_FILE = "state.pt"
+PREVIEWS = "previews"
+
+
+def save(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, train_state: dict[str, Any], previews: list[np.ndarray] = ()) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(previews):
+        (folder / PREVIEWS).mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / PREVIEWS / f"{index:02d}.png")
+    partial = folder / f".{STATE_FILE}.partial"
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "train_state": train_state}, partial)
+    os.replace(partial, folder / STATE_FILE)
+
+
+def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+    path = folder / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} holds no {STATE_FILE}: not a complete checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    return state["train_state"]
+
+
+def load_previews(folder: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in sorted((folder / PREVIEWS).glob("*.png"))]

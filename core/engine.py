@@ -1,0 +1,100 @@
+"""The step loop: one training epoch and one evaluation pass, for any task, with or without workers.
+
+The loop sums the task's named losses, steps the optimizer, and times how long each step waited
+for its batch. Distribution enters only through core.distributed (a no-op in one process) and
+through whatever wrapper the caller put around the model.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.distributed import all_reduce_sum, world_size
+from core.tasks.base import Task
+
+
+@dataclass
+class EpochStats:
+    losses: dict[str, float]
+    steps: int
+    samples: int
+    seconds: float
+    data_wait_seconds: float
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    baselines: dict[str, float]
+    previews: list[np.ndarray] = field(default_factory=list)
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], task: Task, device: torch.device) -> EpochStats:
+    model.train()
+    totals: dict[str, torch.Tensor] = {}
+    steps = samples = 0
+    start = time.perf_counter()
+    timer = _WaitTimer(batches)
+    for batch in timer:
+        inputs, targets = task.split_batch(batch, device)
+        losses = task.losses(model(inputs), targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            terms = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
+            raise FloatingPointError(f"non-finite loss at step {steps} of the epoch ({terms})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0.0) + value.detach()
+        steps += 1
+        samples += len(inputs)
+    if steps == 0:
+        raise RuntimeError("this worker received no training batch: the train split has fewer rows than workers")
+    averaged = _mean_over_workers({name: value / steps for name, value in totals.items()})
+    return EpochStats(averaged, steps, samples, time.perf_counter() - start, timer.waited)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[dict], task: Task, device: torch.device, num_previews: int = 0) -> Evaluation:
+    model.eval()
+    state = task.new_metrics()
+    previews: list[np.ndarray] = []
+    for batch in batches:
+        inputs, targets = task.split_batch(batch, device)
+        outputs = model(inputs)
+        state.update(outputs, targets)
+        if len(previews) < num_previews:
+            previews += task.previews(inputs, outputs, targets)[: num_previews - len(previews)]
+    state.all_reduce()
+    return Evaluation(state.compute(), state.baselines(), previews)
+
+
+def _mean_over_workers(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    names = sorted(values)
+    stacked = torch.stack([torch.as_tensor(values[n], dtype=torch.float64).cpu() for n in names])
+    all_reduce_sum(stacked)
+    return {name: float(v) / world_size() for name, v in zip(names, stacked)}
+
+
+class _WaitTimer:
+    """Iterates batches and adds up the seconds spent waiting for the next one."""
+
+    def __init__(self, batches: Iterable[dict]):
+        self._iterator: Iterator[dict] = iter(batches)
+        self.waited = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        start = time.perf_counter()
+        try:
+            return next(self._iterator)
+        finally:
+            self.waited += time.perf_counter() - start

@@ -1,0 +1,36 @@
+"""summary.json: what a run came to, derived from its metrics records."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def summarise(records: list[dict[str, Any]], monitor: str, planned_epochs: int, **facts: Any) -> dict[str, Any]:
+    """facts: status, wall_time_s, checkpoint, error, data, ... copied as they are."""
+    scored = [r for r in records if isinstance(r.get(monitor), (int, float))]
+    best = max(scored, key=lambda r: r[monitor]) if scored else None
+    last = records[-1] if records else None
+    return {
+        **facts,
+        "epochs_completed": int(last["epoch"]) if last else 0,
+        "epochs_planned": planned_epochs,
+        "monitor": monitor,
+        "best": {"epoch": best["epoch"], monitor: best[monitor], "metrics": best} if best else None,
+        "last": last,
+        "baselines": {k: v for k, v in (last or {}).items() if k.startswith("baseline/")},
+    }
+
+
+def headline(summary: dict[str, Any]) -> list[str]:
+    lines = [f"status: {summary['status']}, {summary['epochs_completed']}/{summary['epochs_planned']} epochs, "
+             f"{summary['wall_time_s']:.0f} s"]
+    best, monitor = summary["best"], summary["monitor"]
+    if best:
+        lines.append(f"best {monitor}: {best[monitor]:.4f} at epoch {best['epoch']}")
+        for key, value in summary["baselines"].items():
+            lines.append(f"{key}: {value:.4f} (trivial predictor on the same data)")
+        last = summary["last"]
+        others = [k for k in ("val/pixel_acc", "train/loss", "train/samples_per_s") if isinstance(last.get(k), (int, float))]
+        lines += [f"last {k}: {last[k]:.4g}" for k in others]
+    if summary.get("error"):
+        lines.append(f"error: {summary['error']}")
+    return lines

@@ -1,0 +1,41 @@
+"""What a task owns: its model, how a batch becomes inputs and targets, its losses, metrics and images.
+
+Everything else (loops, distribution, checkpoints, logging) is shared and knows no task.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class MetricState(Protocol):
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None: ...
+
+    def all_reduce(self) -> "MetricState":
+        """Combine the states of all workers so that every worker holds the global figures."""
+
+    def compute(self) -> dict[str, float]: ...
+
+    def baselines(self) -> dict[str, float]:
+        """The same metrics for trivial predictors on the same data, to read the result against."""
+
+
+class Task(Protocol):
+    columns: list[str]  # data set columns this task reads
+    monitor: str  # the validation metric that ranks checkpoints (higher is better)
+
+    def __init__(self, config: Any, manifest: dict[str, Any]): ...
+
+    def build_model(self) -> nn.Module: ...
+
+    def split_batch(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def new_metrics(self) -> MetricState: ...
+
+    def previews(self, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> list[np.ndarray]:
+        """HxWx3 uint8 images, one per sample, showing input, truth and prediction side by side."""

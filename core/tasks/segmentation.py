@@ -1,0 +1,89 @@
+"""Semantic segmentation: image channels in, per-pixel class logits out."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.config import TaskConfig
+from core.losses import cross_entropy, focal_loss
+from core.metrics import ConfusionMatrix, constant_prediction_miou
+from core.models.segmentation import INPUT_MULTIPLE, build_segmentation_model
+from core.tasks import TASKS
+
+
+@TASKS.register("segmentation")
+class SegmentationTask:
+    monitor = "val/miou"
+
+    def __init__(self, config: TaskConfig, manifest: dict[str, Any]):
+        self.config = config
+        self.class_names = [c["name"] for c in manifest["classes"]]
+        self.colors = np.array([c["color"] for c in manifest["classes"]], dtype=np.uint8)
+        self.ignore_index = manifest["ignore_index"]
+        self.majority_class = int(np.argmax(manifest["stats"]["class_pixels"]))
+        stats = manifest["stats"]
+        self.rgb_mean = torch.tensor(stats["rgb_mean"]).view(1, 3, 1, 1)
+        self.rgb_std = torch.tensor(stats["rgb_std"]).view(1, 3, 1, 1)
+        self.depth_mean, self.depth_std = stats["depth_mean_m"], stats["depth_std_m"]
+        self.columns = list(dict.fromkeys([*config.inputs, "labels"]))
+        height, width = manifest["image_size"]
+        if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
+            raise ValueError(f"images are {height}x{width}; the segmentation encoders need sides divisible by {INPUT_MULTIPLE}")
+
+    @property
+    def in_channels(self) -> int:
+        return sum(3 if name == "rgb" else 1 for name in self.config.inputs)
+
+    def build_model(self) -> nn.Module:
+        return build_segmentation_model(self.config.model, self.in_channels, len(self.class_names))
+
+    def split_batch(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        channels = [self._channel(name, batch[name]) for name in self.config.inputs]
+        return torch.cat(channels, dim=1).to(device), batch["labels"].long().to(device)
+
+    def _channel(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        if name == "rgb":
+            return (values.permute(0, 3, 1, 2).float() / 255.0 - self.rgb_mean) / self.rgb_std
+        depth = values.float().unsqueeze(1)
+        # Missing depth (0) becomes 0 after normalisation too, the mean depth, instead of an outlier.
+        return torch.where(depth > 0, (depth - self.depth_mean) / self.depth_std, torch.zeros_like(depth))
+
+    def losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = self.config.loss
+        if loss.name == "focal":
+            return {"focal": focal_loss(outputs, targets, loss.focal_gamma, loss.focal_alpha, self.ignore_index)}
+        return {"cross_entropy": cross_entropy(outputs, targets, self.ignore_index)}
+
+    def new_metrics(self) -> "SegmentationMetrics":
+        return SegmentationMetrics(self.class_names, self.ignore_index, self.majority_class)
+
+    def previews(self, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> list[np.ndarray]:
+        rgb = (inputs[:, :3].cpu() * self.rgb_std + self.rgb_mean).clamp(0, 1) * 255
+        rgb = rgb.permute(0, 2, 3, 1).to(torch.uint8).numpy()
+        palette = np.concatenate([self.colors, np.zeros((256 - len(self.colors), 3), np.uint8)])
+        truth = palette[targets.cpu().numpy()]
+        predicted = palette[outputs.argmax(1).cpu().numpy()]
+        return [np.concatenate(triple, axis=1) for triple in zip(rgb, truth, predicted)]
+
+
+class SegmentationMetrics:
+    def __init__(self, class_names: list[str], ignore_index: int, majority_class: int):
+        self.class_names, self.majority_class = class_names, majority_class
+        self.confusion = ConfusionMatrix(len(class_names), ignore_index)
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.confusion.update(outputs.argmax(1), targets)
+
+    def all_reduce(self) -> "SegmentationMetrics":
+        self.confusion.all_reduce()
+        return self
+
+    def compute(self) -> dict[str, float]:
+        return self.confusion.compute(self.class_names)
+
+    def baselines(self) -> dict[str, float]:
+        """mIoU of always predicting the train split's majority class, on the same pixels."""
+        return {"majority_class_miou": constant_prediction_miou(self.confusion.counts, self.majority_class)}

@@ -1,0 +1,41 @@
+"""A Ray Train callback that writes each report into the run directory.
+
+It runs in the Train controller, which Ray places on the driver's node, so metrics.jsonl and tb/
+land beside config.yaml even when the workers run on other machines.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ray.train import Checkpoint, UserCallback
+
+from core.checkpoint import load_previews
+from core.run_dir import RunLogger
+
+
+class RunDirCallback(UserCallback):
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self._logger: RunLogger | None = None  # made on first use: a SummaryWriter cannot be pickled
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
+        record = dict(metrics[0])  # rank 0's figures, already reduced over all workers
+        images = []
+        if checkpoint is not None:
+            record["checkpoint"] = checkpoint.path
+            with checkpoint.as_directory() as folder:
+                images = load_previews(Path(folder))
+        if self._logger is None:
+            self._logger = RunLogger(self.run_dir)
+        self._logger.log(record, step=int(record["epoch"]), images=images)
+        print(_progress_line(record), file=sys.stderr, flush=True)
+
+
+def _progress_line(record: dict[str, Any]) -> str:
+    shown = [f"epoch {record['epoch']}"]
+    for key in ("train/loss", "val/miou", "val/pixel_acc", "train/samples_per_s"):
+        if isinstance(record.get(key), float):
+            shown.append(f"{key} {record[key]:.4g}")
+    return "  ".join(shown)

@@ -1,0 +1,89 @@
+"""What each Ray Train worker runs: build the task's model, wrap it, and run the epochs.
+
+Everything arrives through the loop config (nothing through module globals). Rank 0 saves the
+checkpoint each epoch; every rank reports, as Ray Train requires.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+
+from core import checkpoint
+from core.config import ExperimentConfig
+from core.engine import evaluate, train_epoch
+from core.optim import build_optimizer
+from core.tasks import build_task
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    config = ExperimentConfig.model_validate(loop_config["config"])
+    rank = ray.train.get_context().get_world_rank()
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per report per worker drowns the epoch lines
+    torch.set_num_threads(loop_config["torch_threads"])
+    _seed(config.seed + rank)
+
+    task = build_task(config.task, loop_config["manifest"])
+    model = ray.train.torch.prepare_model(task.build_model())
+    device = ray.train.torch.get_device()
+    optimizer = build_optimizer(config.train.optimizer, model.parameters())
+    first_epoch = _restore(model, optimizer)
+
+    train_data = ray.train.get_dataset_shard("train")
+    val_data = ray.train.get_dataset_shard("val")
+    batch_size = config.train.batch_size
+    for epoch in range(first_epoch, config.train.epochs):
+        batches = train_data.iter_torch_batches(
+            batch_size=batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
+            local_shuffle_seed=config.seed * 100_003 + epoch * 101 + rank,
+        )
+        stats = train_epoch(model, optimizer, batches, task, device)
+        result = evaluate(model, val_data.iter_torch_batches(batch_size=batch_size), task, device,
+                          num_previews=config.train.log_images if rank == 0 else 0)
+        metrics = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            **{f"train/{name}": value for name, value in stats.losses.items()},
+            "train/loss": sum(stats.losses.values()),
+            "train/samples_per_s": stats.samples * ray.train.get_context().get_world_size() / stats.seconds,
+            "train/data_wait_share": stats.data_wait_seconds / stats.seconds,
+            **{f"val/{name}": value for name, value in result.metrics.items()},
+            **{f"baseline/{name}": value for name, value in result.baselines.items()},
+        }
+        _report(metrics, rank, model, optimizer, epoch, result.previews)
+
+
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """The first epoch to run: 0, or the one after the latest reported checkpoint (after a restart)."""
+    saved = ray.train.get_checkpoint()
+    if saved is None:
+        return 0
+    with saved.as_directory() as folder:
+        state = checkpoint.load(Path(folder), _unwrap(model), optimizer)
+    return state["epoch"] + 1
+
+
+def _report(metrics: dict[str, float], rank: int, model, optimizer, epoch: int, previews: list[np.ndarray]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        saved = None
+        if rank == 0:
+            checkpoint.save(Path(folder), _unwrap(model), optimizer, {"epoch": epoch}, previews)
+            saved = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report(metrics, checkpoint=saved)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

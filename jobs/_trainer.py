@@ -1,0 +1,39 @@
+"""Compose a Ray Train TorchTrainer from a validated config, its resource plan and its data."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ray.data
+from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from cluster.resources import ResourcePlan
+from core.config import ExperimentConfig
+from core.tasks.base import Task
+from data_pipeline.ray_reader import read_split
+from jobs._run_logging import RunDirCallback
+from jobs._train_worker import train_loop_per_worker
+
+
+def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data_root: Path,
+                  manifest: dict[str, Any], run_dir: Path) -> TorchTrainer:
+    # Per-block progress bars and per-epoch plan printouts would bury the epoch lines the run prints.
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    datasets = {split: read_split(data_root, manifest, split, task.columns, plan.data_task_cpus) for split in ("train", "val")}
+    return TorchTrainer(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads},
+        scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker()),
+        datasets=datasets,
+        run_config=RunConfig(
+            name="ray_train",
+            storage_path=str(run_dir),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order="max"
+            ),
+            callbacks=[RunDirCallback(run_dir)],
+        ),
+    )
