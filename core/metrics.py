@@ -24,7 +24,7 @@ class ConfusionMatrix:
 
     def compute(self, class_names: list[str]) -> dict[str, float]:
         iou = iou_per_class(self.counts)
-        metrics = {"miou": _nanmean(iou), "pixel_acc": float(self.counts.diag().sum() / self.counts.sum().clamp(min=1))}
+        metrics = {"miou": _nanmean(iou), "pixel_acc": self.counts.diag().sum().item() / max(self.counts.sum().item(), 1)}
         metrics.update({f"iou/{name}": float(value) for name, value in zip(class_names, iou)})
         return metrics
 

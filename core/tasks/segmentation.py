@@ -48,6 +48,8 @@ class SegmentationTask:
         if name == "rgb":
             return (values.permute(0, 3, 1, 2).float() / 255.0 - self.rgb_mean) / self.rgb_std
         depth = values.float().unsqueeze(1)
+        if not torch.isfinite(depth).all():
+            raise ValueError(f"input column {name!r} holds non-finite values; depth must be metres >= 0, 0 where unknown")
         # Missing depth (0) becomes 0 after normalisation too, the mean depth, instead of an outlier.
         return torch.where(depth > 0, (depth - self.depth_mean) / self.depth_std, torch.zeros_like(depth))
 

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+import ray
+
+from core.config import ConfigError, ExperimentConfig, load_config
+from jobs import train
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+
+
+def test_quickstart_config_is_valid():
+    config = load_config(QUICKSTART)
+    assert config.scaling.num_workers == 2
+    assert config.task.name == "segmentation"
+
+
+def test_overrides_are_typed_from_yaml():
+    config = load_config(QUICKSTART, ["train.epochs=3", "train.optimizer.lr=0.01", "task.inputs=[rgb, sparse_depth]"])
+    assert config.train.epochs == 3
+    assert config.train.optimizer.lr == 0.01
+    assert config.task.inputs == ["rgb", "sparse_depth"]
+
+
+def test_unknown_key_names_it_and_lists_the_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        load_config(QUICKSTART, ["train.epoch=3"])
+    message = str(err.value)
+    assert "train.epoch" in message and "epochs" in message and "batch_size" in message
+
+
+def test_wrong_type_names_key_value_and_what_is_allowed():
+    with pytest.raises(ConfigError) as err:
+        load_config(QUICKSTART, ["train.batch_size=eight"])
+    assert "train.batch_size = 'eight'" in str(err.value)
+    assert "integer" in str(err.value)
+
+
+def test_impossible_value_is_refused():
+    with pytest.raises(ConfigError) as err:
+        load_config(QUICKSTART, ["train.batch_size=0"])
+    assert "train.batch_size = 0" in str(err.value) and "greater than or equal to 1" in str(err.value)
+
+
+def test_choice_error_lists_the_choices():
+    with pytest.raises(ConfigError) as err:
+        load_config(QUICKSTART, ["task.model.decoder=segformer"])
+    assert "'unet', 'fpn' or 'deeplabv3plus'" in str(err.value)
+
+
+def test_override_into_a_value_is_refused():
+    with pytest.raises(ConfigError, match="train.epochs is a value"):
+        load_config(QUICKSTART, ["train.epochs.max=3"])
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_round_trip_through_dump():
+    config = load_config(QUICKSTART)
+    assert ExperimentConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+@pytest.mark.parametrize(
+    "override, named", [("train.batch_size=0", "train.batch_size"), ("scaling.num_workers=two", "scaling.num_workers"), ("nonsense.key=1", "'nonsense'")]
+)
+def test_train_job_exits_2_with_one_line_before_ray_starts(override, named, capsys):
+    assert not ray.is_initialized()
+    assert train.main([str(QUICKSTART), override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and named in err[0]
+    assert not ray.is_initialized()
