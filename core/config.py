@@ -27,7 +27,8 @@ class ModelConfig(_Strict):
 
 
 class LossConfig(_Strict):
-    name: Literal["cross_entropy", "focal"] = "cross_entropy"
+    weights: dict[str, float] = Field(default_factory=lambda: {"cross_entropy": 1.0},
+                                      description="loss name -> weight; 0 turns a loss off; names are the task's")
     focal_gamma: float = Field(2.0, ge=0.0)
     focal_alpha: float | None = Field(None, ge=0.0, le=1.0)
 
@@ -104,6 +105,13 @@ class ExperimentConfig(_Strict):
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _some_loss_is_on(self) -> "ExperimentConfig":
+        weights = self.task.loss.weights
+        if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+            raise ValueError(f"task.loss.weights = {weights} needs weights >= 0 and at least one above 0")
+        return self
 
     @model_validator(mode="after")
     def _gpu_fields_agree(self) -> "ExperimentConfig":

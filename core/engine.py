@@ -43,7 +43,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
     for batch in timer:
         inputs, targets = task.split_batch(batch, device)
         losses = task.losses(model(inputs), targets)
-        loss = sum(losses.values())
+        loss = sum(task.loss_weights[name] * value for name, value in losses.items())
         if not torch.isfinite(loss):
             terms = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
             raise FloatingPointError(f"non-finite loss at step {steps} of the epoch ({terms})")

@@ -26,6 +26,7 @@ class MetricState(Protocol):
 class Task(Protocol):
     columns: list[str]  # data set columns this task reads
     monitor: str  # the validation metric that ranks checkpoints (higher is better)
+    loss_weights: dict[str, float]  # the losses that are on, by name; losses() returns exactly these
 
     def __init__(self, config: Any, manifest: dict[str, Any]): ...
 
@@ -33,7 +34,8 @@ class Task(Protocol):
 
     def split_batch(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]: ...
+    def losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Unweighted losses by name; the engine applies loss_weights and sums."""
 
     def new_metrics(self) -> MetricState: ...
 

@@ -17,6 +17,7 @@ from core.tasks import TASKS
 @TASKS.register("segmentation")
 class SegmentationTask:
     monitor = "val/miou"
+    loss_names = ("cross_entropy", "focal")
 
     def __init__(self, config: TaskConfig, manifest: dict[str, Any]):
         self.config = config
@@ -28,6 +29,10 @@ class SegmentationTask:
         self.rgb_mean = torch.tensor(stats["rgb_mean"]).view(1, 3, 1, 1)
         self.rgb_std = torch.tensor(stats["rgb_std"]).view(1, 3, 1, 1)
         self.depth_mean, self.depth_std = stats["depth_mean_m"], stats["depth_std_m"]
+        unknown = sorted(set(config.loss.weights) - set(self.loss_names))
+        if unknown:
+            raise ValueError(f"task.loss.weights names {unknown}; the segmentation task's losses are {list(self.loss_names)}")
+        self.loss_weights = {name: w for name, w in config.loss.weights.items() if w > 0}
         self.columns = list(dict.fromkeys([*config.inputs, "labels"]))
         height, width = manifest["image_size"]
         if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
@@ -54,10 +59,12 @@ class SegmentationTask:
         return torch.where(depth > 0, (depth - self.depth_mean) / self.depth_std, torch.zeros_like(depth))
 
     def losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        loss = self.config.loss
-        if loss.name == "focal":
-            return {"focal": focal_loss(outputs, targets, loss.focal_gamma, loss.focal_alpha, self.ignore_index)}
-        return {"cross_entropy": cross_entropy(outputs, targets, self.ignore_index)}
+        config, losses = self.config.loss, {}
+        if "cross_entropy" in self.loss_weights:
+            losses["cross_entropy"] = cross_entropy(outputs, targets, self.ignore_index)
+        if "focal" in self.loss_weights:
+            losses["focal"] = focal_loss(outputs, targets, config.focal_gamma, config.focal_alpha, self.ignore_index)
+        return losses
 
     def new_metrics(self) -> "SegmentationMetrics":
         return SegmentationMetrics(self.class_names, self.ignore_index, self.majority_class)

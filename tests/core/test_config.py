@@ -48,6 +48,11 @@ def test_choice_error_lists_the_choices():
     assert "'unet', 'fpn' or 'deeplabv3plus'" in str(err.value)
 
 
+def test_all_losses_off_is_refused():
+    with pytest.raises(ConfigError, match="at least one above 0"):
+        load_config(QUICKSTART, ["task.loss.weights={cross_entropy: 0}"])
+
+
 def test_override_into_a_value_is_refused():
     with pytest.raises(ConfigError, match="train.epochs is a value"):
         load_config(QUICKSTART, ["train.epochs.max=3"])

@@ -44,12 +44,35 @@ def test_every_decoder_encoder_pair_returns_named_losses(decoder, encoder):
 
 
 def test_extra_depth_channels_and_focal_loss():
-    config = TaskConfig(inputs=["rgb", "depth", "sparse_depth"], loss={"name": "focal", "focal_gamma": 2.0, "focal_alpha": 0.25})
+    config = TaskConfig(inputs=["rgb", "depth", "sparse_depth"], loss={"weights": {"focal": 1.0, "cross_entropy": 0.0}, "focal_gamma": 2.0, "focal_alpha": 0.25})
     task = build_task(config, _manifest())
     assert task.in_channels == 5 and task.columns == ["rgb", "depth", "sparse_depth", "labels"]
     inputs, targets = task.split_batch(_random_batch(), torch.device("cpu"))
     assert inputs.shape == (2, 5, 32, 32) and torch.isfinite(inputs).all()
     assert list(task.losses(task.build_model()(inputs), targets)) == ["focal"]
+
+
+def test_weighted_losses_are_summed_by_the_engine():
+    task = build_task(TaskConfig(loss={"weights": {"cross_entropy": 0.5, "focal": 2.0}}), _manifest())
+    assert task.loss_weights == {"cross_entropy": 0.5, "focal": 2.0}
+    model = task.build_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    batch = _random_batch()
+    torch.manual_seed(1)  # the same dropout masks in both passes
+    stats = train_epoch(model, optimizer, [batch], task, torch.device("cpu"))
+    assert set(stats.losses) == {"cross_entropy", "focal"}
+    engine_grad = model.segmentation_head[0].weight.grad.clone()
+    model.zero_grad()
+    inputs, targets = task.split_batch(batch, torch.device("cpu"))
+    torch.manual_seed(1)
+    losses = task.losses(model(inputs), targets)
+    (0.5 * losses["cross_entropy"] + 2.0 * losses["focal"]).backward()
+    assert torch.allclose(engine_grad, model.segmentation_head[0].weight.grad, atol=1e-6)
+
+
+def test_unknown_loss_name_lists_the_task_losses():
+    with pytest.raises(ValueError, match="'cross_entropy', 'focal'"):
+        build_task(TaskConfig(loss={"weights": {"dice": 1.0}}), _manifest())
 
 
 def test_image_size_the_encoder_cannot_take_is_refused():
