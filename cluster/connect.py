@@ -6,14 +6,22 @@ from pathlib import Path
 
 import ray
 
+from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
 from core.config import RayConfig
+
+# Besides what .gitignore leaves out (Ray honours it), never upload these to a cluster.
+SHIPPING_EXCLUDES = [".git", ".venv", "data", "runs", "**/__pycache__"]
 
 
 def connect(config: RayConfig, code_root: Path) -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        # A submitted job already carries its --working-dir; a driver started by hand ships this code.
+        submitted = RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ
+        runtime_env = None if submitted else {"working_dir": str(code_root), "excludes": SHIPPING_EXCLUDES}
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
         return
     # Local workers import this code by path; a submitted job ships it with --working-dir instead.
     pythonpath = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))

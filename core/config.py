@@ -81,6 +81,7 @@ class ScalingConfig(_Strict):
     data_cpus: float = Field(1.0, gt=0.0, description="CPUs left free for Ray Data's read and decode tasks")
     torch_threads: int | None = Field(None, ge=1, description="default: derived from cpus_per_worker")
     strategy: Literal["ddp"] = "ddp"
+    autoscale_timeout_s: float = Field(0.0, ge=0.0, description="> 0: ask the autoscaler for a plan that does not fit yet, and wait this long")
 
 
 class RayConfig(_Strict):

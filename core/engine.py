@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,6 +27,17 @@ class EpochStats:
     data_wait_seconds: float
 
 
+@dataclass(frozen=True)
+class StepTiming:
+    """What one optimizer step cost; handed to the on_step hook of train_epoch."""
+
+    step: int
+    samples: int
+    seconds: float  # from asking for the batch to the end of the optimizer step
+    data_wait_seconds: float
+    loss: float
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
@@ -34,12 +45,14 @@ class Evaluation:
     previews: list[np.ndarray] = field(default_factory=list)
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], task: Task, device: torch.device) -> EpochStats:
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], task: Task,
+                device: torch.device, on_step: Callable[[StepTiming], None] | None = None) -> EpochStats:
     model.train()
     totals: dict[str, torch.Tensor] = {}
     steps = samples = 0
     start = time.perf_counter()
     timer = _WaitTimer(batches)
+    step_start, waited_before = start, 0.0
     for batch in timer:
         inputs, targets = task.split_batch(batch, device)
         losses = task.losses(model(inputs), targets)
@@ -54,6 +67,10 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
             totals[name] = totals.get(name, 0.0) + value.detach()
         steps += 1
         samples += len(inputs)
+        if on_step is not None:
+            now = time.perf_counter()
+            on_step(StepTiming(steps, len(inputs), now - step_start, timer.waited - waited_before, loss.item()))
+            step_start, waited_before = now, timer.waited
     if steps == 0:
         raise RuntimeError("this worker received no training batch: the train split has fewer rows than workers")
     averaged = _mean_over_workers({name: value / steps for name, value in totals.items()})

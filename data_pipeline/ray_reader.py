@@ -22,7 +22,7 @@ def read_split(root: Path, manifest: dict[str, Any], split: str, columns: list[s
     unknown = sorted(set(columns) - set(DECODERS))
     if unknown:
         raise ValueError(f"no decoder for columns {unknown}; decodable columns: {sorted(DECODERS)}")
-    dataset = ray.data.read_parquet(shard_paths(root, manifest, split), columns=columns, ray_remote_args={"num_cpus": task_cpus})
+    dataset = ray.data.read_parquet(shard_paths(root, manifest, split), columns=columns, num_cpus=task_cpus)
     return dataset.map_batches(decode_images, batch_format="numpy", num_cpus=task_cpus)
 
 

@@ -21,6 +21,7 @@ from core.config import ExperimentConfig
 from core.engine import evaluate, train_epoch
 from core.optim import build_optimizer
 from core.tasks import build_task
+from jobs._dashboard_metrics import DashboardMetrics
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -36,6 +37,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     optimizer = build_optimizer(config.train.optimizer, model.parameters())
     first_epoch = _restore(model, optimizer)
 
+    dashboard = DashboardMetrics(loop_config["run_name"], rank)
     train_data = ray.train.get_dataset_shard("train")
     val_data = ray.train.get_dataset_shard("val")
     batch_size = config.train.batch_size
@@ -44,7 +46,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             batch_size=batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
             local_shuffle_seed=config.seed * 100_003 + epoch * 101 + rank,
         )
-        stats = train_epoch(model, optimizer, batches, task, device)
+        stats = train_epoch(model, optimizer, batches, task, device,
+                            on_step=lambda timing: dashboard.on_step(timing, optimizer.param_groups[0]["lr"]))
         result = evaluate(model, val_data.iter_torch_batches(batch_size=batch_size), task, device,
                           num_previews=config.train.log_images if rank == 0 else 0)
         metrics = {

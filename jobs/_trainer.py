@@ -25,7 +25,8 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data
     datasets = {split: read_split(data_root, manifest, split, task.columns, plan.data_task_cpus) for split in ("train", "val")}
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
-        train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads},
+        train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,
+                           "run_name": run_dir.name},
         scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker()),
         datasets=datasets,
         run_config=RunConfig(

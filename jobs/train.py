@@ -13,8 +13,9 @@ from pathlib import Path
 
 import ray
 
-from cluster.connect import connect, node_resources
-from cluster.resources import PlanError, make_plan
+from cluster import autoscale
+from cluster.connect import connect
+from cluster.resources import PlanError
 from core import run_dir as runs
 from core.config import ConfigError, load_config
 from core.summary import headline, summarise
@@ -32,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         connect(config.ray, CODE_ROOT)
-        plan = make_plan(config.scaling, node_resources())
-        data_root = Path(config.data.uri)
+        plan = autoscale.plan_when_it_fits(config.scaling)
+        data_root = Path(config.data.uri).resolve()  # workers may run in another folder, or on another machine
         manifest = ensure_dataset(data_root, config.data.synthetic) if config.data.generate_if_missing else read_manifest(data_root)
         task = build_task(config.task, manifest)
     except (ConfigError, PlanError, DatasetError, ValueError) as err:
@@ -51,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         facts["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     except Exception as err:  # the run directory must still say what happened
         facts.update(status="failed", error=f"{type(err).__name__}: {err}")
+    finally:
+        if config.scaling.autoscale_timeout_s > 0:
+            autoscale.release()
     summary = summarise(
         runs.read_metrics(run_dir), task.monitor, config.train.epochs, **facts, wall_time_s=time.time() - started,
-        run_dir=str(run_dir), data={"uri": str(data_root.resolve()), **{s: v["rows"] for s, v in manifest["splits"].items()}},
+        run_dir=str(run_dir), data={"uri": str(data_root), **{s: v["rows"] for s, v in manifest["splits"].items()}},
     )
     runs.write_json(run_dir / runs.SUMMARY, summary)
     print("\n".join([f"run directory: {run_dir}", *headline(summary)]))
