@@ -62,7 +62,8 @@ def _check(plan: ResourcePlan, nodes: list[dict[str, float]]) -> None:
         fitting = [n for n in free if all(n.get(k, 0.0) + 1e-9 >= v for k, v in need.items())]
         if not fitting:
             raise PlanError(_too_big(plan, nodes, placed=worker))
-        node = max(fitting, key=lambda n: n["CPU"])
+        # Best fit, as Ray Train's PACK placement does: keep whole CPUs free for Ray Data's tasks.
+        node = min(fitting, key=lambda n: n["CPU"])
         for key, value in need.items():
             node[key] -= value
     left = [n["CPU"] for n in free]

@@ -34,8 +34,9 @@ class Head:
 
 
 @contextmanager
-def ray_head(num_cpus: int, env: dict[str, str], extra_args: list[str] = (), log: Path | None = None):
+def ray_head(num_cpus: int, env: dict[str, str], extra_args: list[str] = (), log: Path | None = None, gcs_port: int | None = None):
     ports = {name: free_port() for name in ("gcs", "dashboard", "metrics", "client", "agent")}
+    ports["gcs"] = gcs_port or ports["gcs"]
     temp_dir = tempfile.mkdtemp(prefix="rayh")  # short: Ray's socket paths must fit in 107 bytes
     command = [RAY, "start", "--head", "--block", f"--num-cpus={num_cpus}", "--node-ip-address=127.0.0.1",
                f"--port={ports['gcs']}", "--dashboard-host=127.0.0.1", f"--dashboard-port={ports['dashboard']}",

@@ -50,3 +50,8 @@ def test_train_job_refuses_an_impossible_plan_quickly_instead_of_hanging(tmp_pat
     assert done.returncode == 2, done.stderr
     assert "Ray Data needs 1" in done.stderr and "scaling.cpus_per_worker" in done.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_workers_are_packed_so_a_whole_cpu_stays_free_for_data():
+    plan = make_plan(ScalingConfig(num_workers=2, cpus_per_worker=0.5, data_cpus=1.0), [{"CPU": 1.0}, {"CPU": 1.0}])
+    assert plan.num_workers == 2
