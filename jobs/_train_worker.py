@@ -27,7 +27,9 @@ from jobs._dashboard_metrics import DashboardMetrics
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     config = ExperimentConfig.model_validate(loop_config["config"])
     rank = ray.train.get_context().get_world_rank()
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per report per worker drowns the epoch lines
+    # Ray Train logs each report of each worker at INFO (through loggers named by file path, so only
+    # the root level reaches them); those lines would bury the one line per epoch the run prints.
+    logging.getLogger().setLevel(logging.WARNING)
     torch.set_num_threads(loop_config["torch_threads"])
     _seed(config.seed + rank)
 
@@ -35,7 +37,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(task.build_model())
     device = ray.train.torch.get_device()
     optimizer = build_optimizer(config.train.optimizer, model.parameters())
-    first_epoch = _restore(model, optimizer)
+    first_epoch, restarts = _restore(model, optimizer)
 
     dashboard = DashboardMetrics(loop_config["run_name"], rank)
     train_data = ray.train.get_dataset_shard("train")
@@ -52,6 +54,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                           num_previews=config.train.log_images if rank == 0 else 0)
         metrics = {
             "epoch": epoch + 1,
+            "restarts_from_checkpoint": restarts,
             "lr": optimizer.param_groups[0]["lr"],
             **{f"train/{name}": value for name, value in stats.losses.items()},
             "train/loss": sum(task.loss_weights[name] * value for name, value in stats.losses.items()),
@@ -61,24 +64,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             **{f"val/{name}": value for name, value in result.metrics.items()},
             **{f"baseline/{name}": value for name, value in result.baselines.items()},
         }
-        _report(metrics, rank, model, optimizer, epoch, result.previews)
+        _report(metrics, rank, model, optimizer, {"epoch": epoch, "restarts": restarts}, result.previews)
 
 
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """The first epoch to run: 0, or the one after the latest reported checkpoint (after a restart)."""
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, int]:
+    """(first epoch to run, restarts so far): after a restart, from the latest reported checkpoint."""
     saved = ray.train.get_checkpoint()
     if saved is None:
-        return 0
+        return 0, 0
     with saved.as_directory() as folder:
         state = checkpoint.load(Path(folder), _unwrap(model), optimizer)
-    return state["epoch"] + 1
+    return state["epoch"] + 1, state["restarts"] + 1
 
 
-def _report(metrics: dict[str, float], rank: int, model, optimizer, epoch: int, previews: list[np.ndarray]) -> None:
+def _report(metrics: dict[str, float], rank: int, model, optimizer, train_state: dict, previews: list[np.ndarray]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         saved = None
         if rank == 0:
-            checkpoint.save(Path(folder), _unwrap(model), optimizer, {"epoch": epoch}, previews)
+            checkpoint.save(Path(folder), _unwrap(model), optimizer, train_state, previews)
             saved = ray.train.Checkpoint.from_directory(folder)
         ray.train.report(metrics, checkpoint=saved)
 

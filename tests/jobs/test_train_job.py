@@ -49,6 +49,14 @@ def test_last_checkpoint_holds_model_optimizer_and_epoch(finished_run):
     assert set(state) == {"model", "optimizer", "train_state"} and state["train_state"]["epoch"] == 1
 
 
+def test_report_reads_the_real_run(finished_run, tmp_path, capsys):
+    from jobs import report
+
+    assert report.main([str(finished_run.parent), "--out", str(tmp_path)]) == 0
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"| {finished_run.name} | segmentation |" in markdown and "| 2/2 |" in markdown and "| completed |" in markdown
+
+
 def test_tensorboard_reader_sees_scalars_and_prediction_images(finished_run):
     events = EventAccumulator(str(finished_run / "tb"))
     events.Reload()

@@ -1,0 +1,86 @@
+"""jobs.report on run directories written by the same code the training job uses."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core import run_dir as runs
+from core.config import load_config
+from core.summary import summarise
+from jobs import report
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+REPO = QUICKSTART.parents[1]
+
+
+def _make_run(root: Path, name: str, overrides: list[str], miou: list[float]) -> Path:
+    config = load_config(QUICKSTART, [f"name={name}", f"output.root={root}", f"train.epochs={len(miou)}", *overrides])
+    folder = runs.create(config, REPO)
+    logger = runs.RunLogger(folder)
+    for epoch, value in enumerate(miou, 1):
+        logger.log({"epoch": epoch, "train/loss": 1.0 / epoch, "val/miou": value, "baseline/majority_class_miou": 0.14}, step=epoch)
+    logger.close()
+    summary = summarise(runs.read_metrics(folder), "val/miou", len(miou), status="completed", wall_time_s=12.0,
+                        data={"uri": "data/x", "train": 16, "val": 8})
+    runs.write_json(folder / runs.SUMMARY, summary)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    ce = _make_run(root, "ce", [], [0.3, 0.5])
+    mixed = _make_run(root, "ce_focal", ["task.loss.weights={cross_entropy: 1.0, focal: 0.5}"], [0.35, 0.55])
+    other_lr = _make_run(root, "lr", ["train.optimizer.lr=0.01"], [0.2, 0.25])
+    return root, ce, mixed, other_lr
+
+
+def test_report_has_a_row_per_run_and_groups_the_loss_ablation(three_runs, capsys):
+    root, ce, mixed, other_lr = three_runs
+    assert report.main([str(root)]) == 0
+    markdown = (root / "report.md").read_text()
+    for folder in (ce, mixed, other_lr):
+        assert f"| {folder.name} |" in markdown
+        assert (root / "curves" / f"{folder.name}.png").stat().st_size > 1000
+    ablation = markdown.split("## Ablations")[1]
+    assert ce.name in ablation and mixed.name in ablation and other_lr.name not in ablation
+    assert "cross_entropy x1, focal x0.5" in markdown
+    assert "report.html" in capsys.readouterr().out
+
+
+def test_diff_names_the_config_keys_and_packages_that_differ(three_runs, capsys):
+    _, ce, _, other_lr = three_runs
+    env = json.loads((other_lr / "env.json").read_text())
+    env["packages"] = [p if not p.startswith("torch==") else "torch==1.6.0" for p in env["packages"]]
+    (other_lr / "env.json").write_text(json.dumps(env))
+    assert report.main(["--diff", str(ce), str(other_lr)]) == 0
+    out = capsys.readouterr().out
+    assert "train.optimizer.lr: 0.001 -> 0.01" in out
+    assert "torch: 2.11.0 -> 1.6.0" in out
+    assert "name: ce -> lr" in out
+
+
+def test_no_runs_is_an_error(tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 2
+    assert "no run directories" in capsys.readouterr().err
+
+
+def test_html_report_opens_in_headless_chromium_with_its_table(three_runs, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium package is needed: apt-get install chromium (the README's test command does)"
+    root, *folders = three_runs
+    report.main([str(root)])
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", (root / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert '<table class="sortable" id="runs">' in dom
+    assert dom.count("<tr>") >= 1 + len(folders) and all(f.name in dom for f in folders)
+    assert dom.count("data:image/png;base64,") == len(folders)
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,1000", (root / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 10_000
+    shutil.copy(shot, root / "report_screenshot.png")
