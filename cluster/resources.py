@@ -40,8 +40,12 @@ class ResourcePlan:
         return resources
 
 
-def make_plan(scaling: ScalingConfig, nodes: list[dict[str, float]]) -> ResourcePlan:
-    """nodes: the total resources of each alive node, as in ray.nodes()[i]["Resources"]."""
+def make_plan(scaling: ScalingConfig, nodes: list[dict[str, float]], runs: int = 1, driver_cpus: float = 0.0) -> ResourcePlan:
+    """nodes: the total resources of each alive node, as in ray.nodes()[i]["Resources"].
+
+    runs > 1 checks that many copies of the plan at once (concurrent sweep trials), each with a
+    driver of driver_cpus (the Tune trial that runs the TorchTrainer) and its own Ray Data share.
+    """
     cluster_gpus = sum(node.get("GPU", 0.0) for node in nodes)
     use_gpu = scaling.use_gpu is True or (scaling.use_gpu == "auto" and cluster_gpus > 0)
     plan = ResourcePlan(
@@ -51,41 +55,50 @@ def make_plan(scaling: ScalingConfig, nodes: list[dict[str, float]]) -> Resource
         data_cpus=scaling.data_cpus,
         torch_threads=scaling.torch_threads or max(1, round(scaling.cpus_per_worker)),
     )
-    _check(plan, nodes)
+    _check(plan, nodes, runs, driver_cpus)
     return plan
 
 
-def _check(plan: ResourcePlan, nodes: list[dict[str, float]]) -> None:
+def _check(plan: ResourcePlan, nodes: list[dict[str, float]], runs: int, driver_cpus: float) -> None:
     free = [{"CPU": n.get("CPU", 0.0), "GPU": n.get("GPU", 0.0)} for n in nodes]
-    need = plan.resources_per_worker()
-    for worker in range(plan.num_workers):
+    bundles = ([{"CPU": driver_cpus}] if driver_cpus else []) + [plan.resources_per_worker()] * plan.num_workers
+    for index, need in enumerate(bundles * runs):
         fitting = [n for n in free if all(n.get(k, 0.0) + 1e-9 >= v for k, v in need.items())]
         if not fitting:
-            raise PlanError(_too_big(plan, nodes, placed=worker))
+            raise PlanError(_too_big(plan, nodes, runs, driver_cpus, placed=index))
         # Best fit, as Ray Train's PACK placement does: keep whole CPUs free for Ray Data's tasks.
         node = min(fitting, key=lambda n: n["CPU"])
         for key, value in need.items():
             node[key] -= value
     left = [n["CPU"] for n in free]
-    if sum(left) + 1e-9 < plan.data_cpus or max(left, default=0.0) + 1e-9 < plan.data_task_cpus:
+    if sum(left) + 1e-9 < runs * plan.data_cpus or max(left, default=0.0) + 1e-9 < plan.data_task_cpus:
         raise PlanError(
-            f"after placing {plan.num_workers} training workers x {plan.cpus_per_worker:g} CPU, the cluster has "
-            f"{_fmt(left)} CPUs left per node, but Ray Data needs {plan.data_cpus:g} "
-            f"(scaling.data_cpus) to read and decode, or training would wait forever for data. "
-            f"Lower scaling.cpus_per_worker or scaling.num_workers, or add CPUs to the cluster."
+            f"after placing {_what(plan, runs, driver_cpus)}, the cluster has {_fmt(left)} CPUs left per node, "
+            f"but Ray Data needs {plan.data_cpus:g} (scaling.data_cpus){' per run' if runs > 1 else ''} to read and decode, "
+            f"or training would wait forever for data. Lower scaling.cpus_per_worker or scaling.num_workers"
+            f"{' or the number of concurrent trials' if runs > 1 else ''}, or add CPUs to the cluster."
         )
 
 
-def _too_big(plan: ResourcePlan, nodes: list[dict[str, float]], placed: int) -> str:
+def _what(plan: ResourcePlan, runs: int, driver_cpus: float) -> str:
+    one = f"{plan.num_workers} training workers x {plan.cpus_per_worker:g} CPU"
+    if plan.use_gpu:
+        one += f" + {plan.gpus_per_worker:g} GPU"
+    if runs == 1:
+        return one
+    return f"{runs} concurrent trials of ({one} + {driver_cpus:g} CPU for the trial)"
+
+
+def _too_big(plan: ResourcePlan, nodes: list[dict[str, float]], runs: int, driver_cpus: float, placed: int) -> str:
     cpus = _fmt([n.get("CPU", 0.0) for n in nodes])
     gpus = _fmt([n.get("GPU", 0.0) for n in nodes])
-    wanted = f"{plan.num_workers} workers x {plan.cpus_per_worker:g} CPU"
-    if plan.use_gpu:
-        wanted += f" + {plan.gpus_per_worker:g} GPU"
+    per_run = plan.num_workers + (1 if driver_cpus else 0)
+    fitted = f"only {placed} worker(s) fit" if runs == 1 else f"only {placed // per_run} full trial(s) fit"
     return (
-        f"the plan does not fit the cluster: it asks for {wanted} (plus {plan.data_cpus:g} CPU for Ray Data), "
-        f"but only {placed} worker(s) fit on nodes with CPUs {cpus} and GPUs {gpus}. "
-        f"Lower scaling.num_workers or scaling.cpus_per_worker/gpus_per_worker, or add nodes."
+        f"the plan does not fit the cluster: it asks for {_what(plan, runs, driver_cpus)} (plus {plan.data_cpus:g} CPU "
+        f"for Ray Data{' per trial' if runs > 1 else ''}), but {fitted} on nodes with CPUs {cpus} and GPUs {gpus}. "
+        f"Lower scaling.num_workers or scaling.cpus_per_worker/gpus_per_worker"
+        f"{', or the number of concurrent trials' if runs > 1 else ''}, or add nodes."
     )
 
 

@@ -6,6 +6,7 @@ what is allowed, so `jobs.train` can print one line and exit with code 2.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,6 +128,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
     for item in overrides:
         _apply_override(raw, item)
     return validate(raw, source=str(path) if path else "defaults")
+
+
+def format_override(key: str, value: Any) -> str:
+    """The `dotted.key=value` text that sets key to value (JSON is YAML, so any value survives the trip)."""
+    return f"{key}={json.dumps(value)}"
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:

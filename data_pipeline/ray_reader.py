@@ -22,6 +22,9 @@ def read_split(root: Path, manifest: dict[str, Any], split: str, columns: list[s
     unknown = sorted(set(columns) - set(DECODERS))
     if unknown:
         raise ValueError(f"no decoder for columns {unknown}; decodable columns: {sorted(DECODERS)}")
+    # Ray Data's V2 file reader lists files in tasks of one whole CPU, whatever num_cpus says; a plan
+    # that reserves a fraction of a CPU for data (concurrent sweep trials) would wait for it forever.
+    ray.data.DataContext.get_current().use_datasource_v2 = False
     dataset = ray.data.read_parquet(shard_paths(root, manifest, split), columns=columns, num_cpus=task_cpus)
     return dataset.map_batches(decode_images, batch_format="numpy", num_cpus=task_cpus)
 

@@ -54,6 +54,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                           num_previews=config.train.log_images if rank == 0 else 0)
         metrics = {
             "epoch": epoch + 1,
+            "run": loop_config["run_name"],
             "restarts_from_checkpoint": restarts,
             "lr": optimizer.param_groups[0]["lr"],
             **{f"train/{name}": value for name, value in stats.losses.items()},

@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import ray.data
-from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+from ray.data import ExecutionOptions, ExecutionResources
+from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from cluster.resources import ResourcePlan
@@ -17,7 +18,7 @@ from jobs._train_worker import train_loop_per_worker
 
 
 def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data_root: Path,
-                  manifest: dict[str, Any], run_dir: Path) -> TorchTrainer:
+                  manifest: dict[str, Any], run_dir: Path, extra_callbacks: list = ()) -> TorchTrainer:
     # Per-block progress bars and per-epoch plan printouts would bury the epoch lines the run prints.
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
@@ -29,12 +30,15 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data
                            "run_name": run_dir.name},
         scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker()),
         datasets=datasets,
+        # Ray Data gets exactly the CPUs the plan reserved for it, so concurrent runs (sweep trials)
+        # each keep their share instead of all sizing themselves from the whole cluster.
+        dataset_config=DataConfig(execution_options=ExecutionOptions(resource_limits=ExecutionResources(cpu=plan.data_cpus))),
         run_config=RunConfig(
             name="ray_train",
             storage_path=str(run_dir),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order="max"
             ),
-            callbacks=[RunDirCallback(run_dir)],
+            callbacks=[RunDirCallback(run_dir), *extra_callbacks],
         ),
     )

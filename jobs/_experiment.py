@@ -1,0 +1,54 @@
+"""One training run from a validated config: data, run directory, Ray Train fit, summary.
+
+Shared by jobs.train (one run) and jobs.tune (one run per trial), so a trial's run directory is
+exactly what `python -m jobs.train` would have written.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from cluster.resources import ResourcePlan
+from core import run_dir as runs
+from core.config import ExperimentConfig
+from core.summary import summarise
+from core.tasks import build_task
+from core.tasks.base import Task
+from data_pipeline.shards import read_manifest
+from data_pipeline.synthetic import ensure_dataset
+
+CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def prepare_data(config: ExperimentConfig) -> tuple[Path, dict[str, Any], Task]:
+    """(absolute data root, manifest, task); generates the synthetic data set when configured to."""
+    data_root = Path(config.data.uri).resolve()  # workers may run in another folder, or on another machine
+    manifest = ensure_dataset(data_root, config.data.synthetic) if config.data.generate_if_missing else read_manifest(data_root)
+    return data_root, manifest, build_task(config.task, manifest)
+
+
+def run(config: ExperimentConfig, plan: ResourcePlan, data_root: Path, manifest: dict[str, Any], task: Task,
+        callbacks: list = ()) -> tuple[Path, dict[str, Any]]:
+    """Train; return the run directory and its summary. A failed fit is recorded, not raised."""
+    from jobs._trainer import build_trainer  # Ray Train's import costs seconds; a bad config should not wait for it
+
+    run_dir = runs.create(config, CODE_ROOT, extra_env={"ray_cluster": ray.cluster_resources(), "plan": asdict(plan)})
+    print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
+    started = time.time()
+    facts = {"status": "completed", "error": None, "checkpoint": None}
+    try:
+        result = build_trainer(config, plan, task, data_root, manifest, run_dir, list(callbacks)).fit()
+        facts["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    except Exception as err:  # the run directory must still say what happened
+        facts.update(status="failed", error=f"{type(err).__name__}: {err}")
+    summary = summarise(
+        runs.read_metrics(run_dir), task.monitor, config.train.epochs, **facts, wall_time_s=time.time() - started,
+        run_dir=str(run_dir), data={"uri": str(data_root), **{s: v["rows"] for s, v in manifest["splits"].items()}},
+    )
+    runs.write_json(run_dir / runs.SUMMARY, summary)
+    return run_dir, summary

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.config import ConfigError
+from core.sweep_config import load_sweep
+
+QUICKSTART = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
+
+
+def _sweep(tmp_path, **fields):
+    raw = {"base": QUICKSTART, "space": {"train.optimizer.lr": {"grid": [0.001, 0.01]}}, **fields}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_valid_sweep_loads_with_every_domain(tmp_path):
+    space = {"train.optimizer.lr": {"loguniform": [1e-4, 1e-2]}, "task.model.decoder": {"choice": ["fpn", "unet"]},
+             "train.batch_size": {"randint": [2, 8]}, "train.optimizer.weight_decay": {"uniform": [0.0, 0.1]},
+             "task.model.encoder": {"grid": ["resnet18", "resnet34"]}}
+    sweep = load_sweep(_sweep(tmp_path, space=space, scheduler={"name": "asha"}))
+    assert {d.kind for d in sweep.space.values()} == {"loguniform", "choice", "randint", "uniform", "grid"}
+
+
+@pytest.mark.parametrize("domain, message", [
+    ({"grid": [1], "choice": [2]}, "exactly one of"),
+    ({"uniform": [0.1, 0.1]}, "low < high"),
+    ({"loguniform": [0.0, 0.1]}, "low > 0"),
+    ({"grid": []}, "at least one value"),
+])
+def test_bad_domains_are_refused(tmp_path, domain, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(_sweep(tmp_path, space={"train.optimizer.lr": domain}))
+
+
+def test_space_key_the_experiment_does_not_have_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"space.train.learning_rate can produce .*unknown key"):
+        load_sweep(_sweep(tmp_path, space={"train.learning_rate": {"grid": [0.1]}}))
+
+
+def test_space_value_the_experiment_refuses_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"space.train.batch_size can produce 0"):
+        load_sweep(_sweep(tmp_path, space={"train.batch_size": {"grid": [4, 0]}}))
+
+
+def test_data_keys_cannot_be_swept(tmp_path):
+    with pytest.raises(ConfigError, match="data, output and ray keys are fixed"):
+        load_sweep(_sweep(tmp_path, space={"data.synthetic.num_train": {"grid": [8, 16]}}))
+
+
+def test_unknown_scheduler_lists_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="'fifo' or 'asha'"):
+        load_sweep(_sweep(tmp_path, scheduler={"name": "pbt"}))
