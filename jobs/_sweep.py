@@ -17,6 +17,7 @@ from cluster.connect import node_resources
 from cluster.resources import make_plan
 from core.config import format_override, load_config
 from core.sweep_config import SweepConfig
+from core.tasks import build_task
 from jobs._experiment import run
 
 TUNE_FOLDER = "tune"
@@ -46,8 +47,6 @@ def run_trial(params: dict[str, Any], sweep_fields: dict, runs_root: str, data_r
     sweep = SweepConfig.model_validate(sweep_fields)
     overrides = [*sweep.overrides, f"output.root={runs_root}", *(format_override(k, v) for k, v in params.items())]
     config = load_config(sweep.base, overrides)
-    from core.tasks import build_task
-
     plan = make_plan(config.scaling, node_resources())
     _, summary = run(config, plan, Path(data_root), manifest, build_task(config.task, manifest), callbacks=[TuneReportCallback()])
     if summary["status"] != "completed":
