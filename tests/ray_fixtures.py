@@ -12,7 +12,7 @@ from tests.ray_head import free_port
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _start(include_dashboard: bool):
+def _local_ray(include_dashboard: bool):
     extra = {"dashboard_host": "127.0.0.1", "dashboard_port": free_port()} if include_dashboard else {}
     ray.init(
         num_cpus=2,
@@ -21,22 +21,18 @@ def _start(include_dashboard: bool):
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}},
         **extra,
     )
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    _start(include_dashboard=False)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    yield from _local_ray(include_dashboard=False)
 
 
 @pytest.fixture(scope="module")
 def local_ray_with_dashboard():
     """Tune needs it: Ray Train releases a stopped trial's workers through the state API the dashboard serves."""
-    _start(include_dashboard=True)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
+    yield from _local_ray(include_dashboard=True)
