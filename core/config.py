@@ -40,6 +40,10 @@ class TaskConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
 
+    @property
+    def input_channels(self) -> int:
+        return sum(3 if name == "rgb" else 1 for name in self.inputs)
+
 
 class SyntheticConfig(_Strict):
     """The procedural terrain data set generated when `data.uri` holds none yet."""

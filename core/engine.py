@@ -68,6 +68,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
         steps += 1
         samples += len(inputs)
         if on_step is not None:
+            if device.type == "cuda":  # kernels run asynchronously: the step ends when the device is done
+                torch.cuda.synchronize(device)
             now = time.perf_counter()
             on_step(StepTiming(steps, len(inputs), now - step_start, timer.waited - waited_before, loss.item()))
             step_start, waited_before = now, timer.waited

@@ -23,7 +23,7 @@ def describe(code_root: Path) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "hostname": platform.node(),
-        "key_packages": {name: _version(name) for name in KEY_PACKAGES},
+        "key_packages": {name: package_version(name) for name in KEY_PACKAGES},
         "packages": sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]),
         "git": _git_state(code_root),
         "torch_cuda": torch.version.cuda,
@@ -37,7 +37,7 @@ def uncommitted_patch(code_root: Path) -> str:
     return _git(code_root, "diff", "HEAD") or ""
 
 
-def _version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:

@@ -19,20 +19,14 @@ from jobs._train_worker import train_loop_per_worker
 
 def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data_root: Path,
                   manifest: dict[str, Any], run_dir: Path, extra_callbacks: list = ()) -> TorchTrainer:
-    # Per-block progress bars and per-epoch plan printouts would bury the epoch lines the run prints.
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    datasets = {split: read_split(data_root, manifest, split, task.columns, plan.data_task_cpus) for split in ("train", "val")}
+    dataset_config = data_config(plan)  # first: datasets take the DataContext as it is when they are made
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,
                            "run_name": run_dir.name},
-        scaling_config=ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker()),
-        datasets=datasets,
-        # Ray Data gets exactly the CPUs the plan reserved for it, so concurrent runs (sweep trials)
-        # each keep their share instead of all sizing themselves from the whole cluster.
-        dataset_config=DataConfig(execution_options=ExecutionOptions(resource_limits=ExecutionResources(cpu=plan.data_cpus))),
+        scaling_config=scaling_config(plan),
+        datasets={split: read_split(data_root, manifest, split, task.columns, plan.data_task_cpus) for split in ("train", "val")},
+        dataset_config=dataset_config,
         run_config=RunConfig(
             name="ray_train",
             storage_path=str(run_dir),
@@ -42,3 +36,21 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data
             callbacks=[RunDirCallback(run_dir), *extra_callbacks],
         ),
     )
+
+
+def scaling_config(plan: ResourcePlan) -> ScalingConfig:
+    return ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker())
+
+
+def data_config(plan: ResourcePlan) -> DataConfig:
+    quiet_ray_data()
+    # Ray Data gets exactly the CPUs the plan reserved for it, so concurrent runs (sweep trials)
+    # each keep their share instead of all sizing themselves from the whole cluster.
+    return DataConfig(execution_options=ExecutionOptions(resource_limits=ExecutionResources(cpu=plan.data_cpus)))
+
+
+def quiet_ray_data() -> None:
+    """Per-block progress bars and per-epoch plan printouts would bury the lines the jobs print."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False

@@ -40,7 +40,7 @@ class SegmentationTask:
 
     @property
     def in_channels(self) -> int:
-        return sum(3 if name == "rgb" else 1 for name in self.config.inputs)
+        return self.config.input_channels
 
     def build_model(self) -> nn.Module:
         return build_segmentation_model(self.config.model, self.in_channels, len(self.class_names))
