@@ -40,5 +40,10 @@ def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None
     return state["train_state"]
 
 
+def saved_epoch(folder: Path) -> int:
+    """The last finished epoch (0-based) in a checkpoint, read without loading its tensors into memory."""
+    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)["train_state"]["epoch"]
+
+
 def load_previews(folder: Path) -> list[np.ndarray]:
     return [np.asarray(Image.open(p)) for p in sorted((folder / PREVIEWS).glob("*.png"))]

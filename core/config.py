@@ -70,10 +70,19 @@ class OptimizerConfig(_Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
 
 
+class PlateauConfig(_Strict):
+    """Reduce the learning rate when the task's monitored validation metric stops improving."""
+
+    patience: int = Field(3, ge=0, description="epochs without improvement before the learning rate drops")
+    factor: float = Field(0.5, gt=0.0, lt=1.0)
+    min_lr: float = Field(0.0, ge=0.0)
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(8, ge=1, description="per worker")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    plateau: PlateauConfig | None = Field(None, description="unset: the learning rate stays constant")
     log_images: int = Field(4, ge=0, description="validation predictions written to TensorBoard each epoch")
     checkpoints_to_keep: int = Field(2, ge=1)
 

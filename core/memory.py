@@ -17,7 +17,7 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _RESET_PEAK_RSS = "5"
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
-_OOM_TEXTS = ("out of memory", "can't allocate memory", "outofmemoryerror", "cannot allocate memory")
+_OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror", "running low on memory")
 
 
 def reset_peak(device: torch.device) -> None:

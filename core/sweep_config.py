@@ -7,7 +7,7 @@
       task.model.decoder: {grid: [fpn, unet]}
     metric: val/miou
     mode: max
-    scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
+    scheduler: {name: asha, grace_period: 1, reduction_factor: 2}   # or fifo, or pbt (see PBT_MUTABLE)
     num_samples: 2
     max_concurrent: 2
 
@@ -56,10 +56,20 @@ class Domain(_Strict):
         return list(getattr(self, self.kind))
 
 
+# What PBT may change in a running trial: values a restored checkpoint can take on (see
+# jobs._train_worker._restore). The model, the data and the scaling are fixed for a trial's life.
+PBT_MUTABLE = ("train.optimizer.lr", "train.optimizer.weight_decay", "train.optimizer.momentum",
+               "train.plateau.patience", "train.plateau.factor")
+
+
 class SchedulerConfig(_Strict):
-    name: Literal["fifo", "asha"] = "fifo"
+    name: Literal["fifo", "asha", "pbt"] = "fifo"
     grace_period: int = Field(1, ge=1, description="asha: epochs every trial runs before it can be stopped")
     reduction_factor: float = Field(2.0, gt=1.0, description="asha: keep 1/reduction_factor of the trials at each rung")
+    perturbation_interval: int = Field(1, ge=1, description="pbt: epochs between exploit/explore decisions")
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="pbt: the bottom share copies the top share")
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0, description="pbt: resample from the space instead of perturbing")
+    synch: bool = Field(False, description="pbt: decide when every trial has reached the interval (slower, never skips)")
 
 
 class SweepConfig(_Strict):
@@ -95,6 +105,8 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
 
 def _check_space(sweep: SweepConfig, source: str) -> None:
     sweep.base_config()
+    if sweep.scheduler.name == "pbt":
+        _check_pbt_space(sweep, source)
     for key, domain in sweep.space.items():
         if key.startswith("data.") or key.startswith("output.") or key.startswith("ray."):
             raise ConfigError(f"{source}: space.{key}: data, output and ray keys are fixed for a sweep (data is prepared once)")
@@ -103,3 +115,13 @@ def _check_space(sweep: SweepConfig, source: str) -> None:
                 load_config(sweep.base, [*sweep.overrides, format_override(key, value)])
             except ConfigError as err:
                 raise ConfigError(f"{source}: space.{key} can produce {value!r}, which the experiment refuses: {err}") from None
+
+
+def _check_pbt_space(sweep: SweepConfig, source: str) -> None:
+    for key, domain in sweep.space.items():
+        if key not in PBT_MUTABLE:
+            raise ConfigError(f"{source}: space.{key}: PBT changes hyperparameters of running trials, which it can do for "
+                              f"{', '.join(PBT_MUTABLE)}; sweep {key} with fifo or asha")
+        if domain.kind == "grid":
+            raise ConfigError(f"{source}: space.{key}: PBT samples its population; give choice, uniform, loguniform or "
+                              "randint, and the population size as num_samples")

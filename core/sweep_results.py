@@ -10,15 +10,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from core.run_dir import read_metrics  # noqa: E402
-
 COLUMNS = ("trial", "overrides", "status", "best", "epochs", "wall time (s)", "run directory")
 
 
 def write_results(sweep_dir: Path, rows: list[dict[str, Any]], metric: str, mode: str) -> Path | None:
-    """rows: one per trial with COLUMNS' keys; returns the best trial's config file, if any trial scored."""
+    """rows: one per trial with COLUMNS' keys and "history", its [(epoch, metric)]; returns the best trial's
+    config file, if any trial scored."""
     with open(sweep_dir / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     scored = [r for r in rows if isinstance(r["best"], (int, float))]
@@ -46,10 +45,8 @@ def _markdown(rows: list[dict[str, Any]], metric: str, mode: str, best: dict | N
 def _plot(path: Path, rows: list[dict[str, Any]], metric: str) -> None:
     figure, axis = plt.subplots(figsize=(7, 4))
     for r in rows:
-        records = read_metrics(Path(r["run directory"])) if r["run directory"] else []
-        points = [(rec["epoch"], rec[metric]) for rec in records if isinstance(rec.get(metric), (int, float))]
-        if points:
-            axis.plot(*zip(*points), marker="o", label=f"{r['trial']}: {r['overrides']}")
+        if r["history"]:
+            axis.plot(*zip(*r["history"]), marker="o", label=f"{r['trial']}: {r['overrides']}")
     axis.set_xlabel("epoch")
     axis.set_ylabel(metric)
     axis.xaxis.get_major_locator().set_params(integer=True)

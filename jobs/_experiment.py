@@ -33,7 +33,7 @@ def prepare_data(config: ExperimentConfig) -> tuple[Path, dict[str, Any], Task]:
 
 
 def run(config: ExperimentConfig, plan: ResourcePlan, data_root: Path, manifest: dict[str, Any], task: Task,
-        callbacks: list = ()) -> tuple[Path, dict[str, Any]]:
+        callbacks: list = (), init_checkpoint: dict[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Train; return the run directory and its summary. A failed fit is recorded, not raised."""
     from jobs._trainer import build_trainer  # Ray Train's import costs seconds; a bad config should not wait for it
 
@@ -42,7 +42,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, data_root: Path, manifest:
     started = time.time()
     facts = {"status": "completed", "error": None, "checkpoint": None}
     try:
-        result = build_trainer(config, plan, task, data_root, manifest, run_dir, list(callbacks)).fit()
+        result = build_trainer(config, plan, task, data_root, manifest, run_dir, list(callbacks), init_checkpoint).fit()
         facts["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     except Exception as err:  # the run directory must still say what happened
         facts.update(status="failed", error=f"{type(err).__name__}: {err}")

@@ -1,8 +1,9 @@
 """Ray Tune around Ray Train: each trial is a function trainable that runs one full training run.
 
 Train V2 cannot be handed to a Tuner directly; a trial builds its TorchTrainer (through
-jobs._experiment, so its run directory is what jobs.train writes) with TuneReportCallback,
-which forwards every epoch's report to Tune, where the scheduler (FIFO or ASHA) acts on it.
+jobs._experiment, so its run directory is what jobs.train writes) and forwards every epoch's
+report and checkpoint to Tune (jobs._trial_reporting), where the scheduler acts on it: FIFO, ASHA,
+or PBT, whose exploit restarts a trial from another trial's checkpoint with perturbed values.
 """
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
 from cluster.connect import node_resources
 from cluster.resources import make_plan
+from core import checkpoint
 from core.config import format_override, load_config
 from core.sweep_config import SweepConfig
 from core.tasks import build_task
 from jobs._experiment import run
+from jobs._trial_reporting import fit_reporting_to_tune
 
 TUNE_FOLDER = "tune"
 
@@ -48,25 +50,47 @@ def run_trial(params: dict[str, Any], sweep_fields: dict, runs_root: str, data_r
     overrides = [*sweep.overrides, f"output.root={runs_root}", *(format_override(k, v) for k, v in params.items())]
     config = load_config(sweep.base, overrides)
     plan = make_plan(config.scaling, node_resources())
-    _, summary = run(config, plan, Path(data_root), manifest, build_task(config.task, manifest), callbacks=[TuneReportCallback()])
+    task, init = build_task(config.task, manifest), _init_checkpoint()
+    if init is not None and checkpoint.saved_epoch(Path(init["path"])) + 1 >= config.train.epochs:
+        return  # paused or copied at its last epoch (PBT): nothing left to train, its last report stands
+    _, summary = fit_reporting_to_tune(
+        lambda callbacks: run(config, plan, Path(data_root), manifest, task, callbacks=callbacks, init_checkpoint=init))
     if summary["status"] != "completed":
         raise RuntimeError(f"trial training failed: {summary['error']}")
 
 
+def _init_checkpoint() -> dict[str, str] | None:
+    """Where this trial starts: from scratch, from its own checkpoint (a restored sweep), or from
+    another trial's (PBT's exploit, which brings this trial's new hyperparameters)."""
+    saved = tune.get_checkpoint()
+    if saved is None:
+        return None
+    own = Path(saved.path).parent.name == Path(tune.get_context().get_trial_dir()).name
+    return {"path": saved.path, "hyperparameters": "checkpoint" if own else "config"}
+
+
 def build_tuner(sweep: SweepConfig, sweep_dir: Path, data_root: Path, manifest: dict[str, Any]) -> tune.Tuner:
-    epochs = sweep.base_config().train.epochs
-    if sweep.scheduler.name == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=sweep.scheduler.grace_period,
-                                  reduction_factor=sweep.scheduler.reduction_factor)
-    else:
-        scheduler = FIFOScheduler()
     return tune.Tuner(
         trainable(sweep, sweep_dir, data_root, manifest),
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
-                                    max_concurrent_trials=sweep.max_concurrent, scheduler=scheduler),
-        run_config=tune.RunConfig(name=TUNE_FOLDER, storage_path=str(sweep_dir)),
+                                    max_concurrent_trials=sweep.max_concurrent, scheduler=_scheduler(sweep)),
+        run_config=tune.RunConfig(name=TUNE_FOLDER, storage_path=str(sweep_dir),
+                                  # PBT copies a donor's latest checkpoint, which must outlive the donor's next epochs.
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if sweep.scheduler.name == "pbt" else 2)),
     )
+
+
+def _scheduler(sweep: SweepConfig):
+    settings = sweep.scheduler
+    if settings.name == "asha":
+        return ASHAScheduler(time_attr="epoch", max_t=sweep.base_config().train.epochs, grace_period=settings.grace_period,
+                             reduction_factor=settings.reduction_factor)
+    if settings.name == "pbt":
+        return PopulationBasedTraining(time_attr="epoch", perturbation_interval=settings.perturbation_interval,
+                                       hyperparam_mutations=param_space(sweep), quantile_fraction=settings.quantile_fraction,
+                                       resample_probability=settings.resample_probability, synch=settings.synch)
+    return FIFOScheduler()
 
 
 def restore_tuner(sweep: SweepConfig, sweep_dir: Path, data_root: Path, manifest: dict[str, Any]) -> tune.Tuner:
@@ -79,13 +103,17 @@ def result_rows(results: tune.ResultGrid, sweep: SweepConfig, runs_root: Path) -
     rows = []
     for index, result in enumerate(results):
         history = result.metrics_dataframe
-        scores = [] if history is None or sweep.metric not in history else history[sweep.metric].dropna().tolist()
+        scored = history is not None and sweep.metric in history and "epoch" in history
+        points = history[["epoch", sweep.metric]].dropna().values.tolist() if scored else []
+        scores = [score for _, score in points]
         last = result.metrics or {}
         epochs = int(last.get("epoch", 0))
         if result.error:
             status = f"error: {type(result.error).__name__}"
+        elif epochs < planned and sweep.scheduler.name == "asha":
+            status = "stopped early by asha"
         elif epochs < planned:
-            status = f"stopped early by {sweep.scheduler.name}"
+            status = "unfinished"
         else:
             status = "completed"
         run_name = last.get("run")
@@ -97,5 +125,6 @@ def result_rows(results: tune.ResultGrid, sweep: SweepConfig, runs_root: Path) -
             "epochs": f"{epochs}/{planned}",
             "wall time (s)": round(float(last.get("time_total_s", 0.0)), 1),
             "run directory": str(runs_root / run_name) if run_name else "",
+            "history": points,  # across the trial's restarts (PBT), unlike the last run directory's metrics
         })
     return rows

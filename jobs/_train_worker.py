@@ -19,7 +19,7 @@ import torch
 from core import checkpoint
 from core.config import ExperimentConfig
 from core.engine import evaluate, train_epoch
-from core.optim import build_optimizer
+from core.optim import apply_hyperparameters, build_optimizer, build_plateau
 from core.tasks import build_task
 from jobs._dashboard_metrics import DashboardMetrics
 
@@ -37,7 +37,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(task.build_model())
     device = ray.train.torch.get_device()
     optimizer = build_optimizer(config.train.optimizer, model.parameters())
-    first_epoch, restarts = _restore(model, optimizer)
+    plateau = build_plateau(config.train.plateau, optimizer)
+    first_epoch, restarts = _restore(model, optimizer, plateau, config, loop_config.get("init_checkpoint"))
 
     dashboard = DashboardMetrics(loop_config["run_name"], rank)
     train_data = ray.train.get_dataset_shard("train")
@@ -65,17 +66,39 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             **{f"val/{name}": value for name, value in result.metrics.items()},
             **{f"baseline/{name}": value for name, value in result.baselines.items()},
         }
-        _report(metrics, rank, model, optimizer, {"epoch": epoch, "restarts": restarts}, result.previews)
+        if plateau is not None:
+            plateau.step(metrics[task.monitor])
+        train_state = {"epoch": epoch, "restarts": restarts, "plateau": plateau.state_dict() if plateau else None}
+        _report(metrics, rank, model, optimizer, train_state, result.previews)
 
 
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, int]:
-    """(first epoch to run, restarts so far): after a restart, from the latest reported checkpoint."""
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, plateau, config: ExperimentConfig,
+             init: dict[str, str] | None) -> tuple[int, int]:
+    """(first epoch to run, restarts so far).
+
+    Ray Train restarting this run after a failure hands back its latest checkpoint; otherwise the run
+    may start from init_checkpoint: {"path", "hyperparameters": "checkpoint" | "config"}. "config"
+    is PBT's exploit: the donor's weights and optimizer moments with this trial's hyperparameters.
+    """
     saved = ray.train.get_checkpoint()
-    if saved is None:
+    if saved is not None:
+        with saved.as_directory() as folder:
+            state = checkpoint.load(Path(folder), _unwrap(model), optimizer)
+        _load_plateau(plateau, state)
+        return state["epoch"] + 1, state["restarts"] + 1
+    if init is None:
         return 0, 0
-    with saved.as_directory() as folder:
-        state = checkpoint.load(Path(folder), _unwrap(model), optimizer)
-    return state["epoch"] + 1, state["restarts"] + 1
+    state = checkpoint.load(Path(init["path"]), _unwrap(model), optimizer)
+    if init["hyperparameters"] == "config":
+        apply_hyperparameters(config.train.optimizer, optimizer)
+    else:
+        _load_plateau(plateau, state)
+    return state["epoch"] + 1, state["restarts"]
+
+
+def _load_plateau(plateau, state: dict[str, Any]) -> None:
+    if plateau is not None and state.get("plateau"):
+        plateau.load_state_dict(state["plateau"])
 
 
 def _report(metrics: dict[str, float], rank: int, model, optimizer, train_state: dict, previews: list[np.ndarray]) -> None:

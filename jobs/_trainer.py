@@ -18,12 +18,15 @@ from jobs._train_worker import train_loop_per_worker
 
 
 def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data_root: Path,
-                  manifest: dict[str, Any], run_dir: Path, extra_callbacks: list = ()) -> TorchTrainer:
+                  manifest: dict[str, Any], run_dir: Path, extra_callbacks: list = (),
+                  init_checkpoint: dict[str, str] | None = None) -> TorchTrainer:
+    """init_checkpoint: where a new run starts from (see jobs._train_worker._restore); Ray Train's own
+    restarts after a failure take the run's latest checkpoint instead."""
     dataset_config = data_config(plan)  # first: datasets take the DataContext as it is when they are made
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,
-                           "run_name": run_dir.name},
+                           "run_name": run_dir.name, "init_checkpoint": init_checkpoint},
         scaling_config=scaling_config(plan),
         datasets={split: read_split(data_root, manifest, split, task.columns, plan.data_task_cpus) for split in ("train", "val")},
         dataset_config=dataset_config,

@@ -22,6 +22,7 @@ from data_pipeline.shards import DatasetError
 from jobs._experiment import CODE_ROOT, prepare_data
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
 SWEEP_FILE = "sweep.yaml"
 
 
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     best_config = write_results(sweep_dir, rows, sweep.metric, sweep.mode)
     print(f"sweep directory: {sweep_dir}\nresults: {sweep_dir / 'results.md'}")
     print(f"best config: {best_config}" if best_config else "no trial reported the metric")
+    unfinished = [row["trial"] for row in rows if row["status"] == "unfinished"]
+    if unfinished:
+        print(f"interrupted: {', '.join(unfinished)} unfinished; continue with python -m jobs.tune --resume {sweep_dir}")
+        return INTERRUPTED
     return 0 if best_config else 1
 
 

@@ -51,5 +51,18 @@ def test_data_keys_cannot_be_swept(tmp_path):
 
 
 def test_unknown_scheduler_lists_the_choices(tmp_path):
-    with pytest.raises(ConfigError, match="'fifo' or 'asha'"):
+    with pytest.raises(ConfigError, match="'fifo', 'asha' or 'pbt'"):
+        load_sweep(_sweep(tmp_path, scheduler={"name": "hyperband"}))
+
+
+def test_pbt_space_over_learning_rate_and_patience_loads(tmp_path):
+    space = {"train.optimizer.lr": {"loguniform": [1e-4, 1e-2]}, "train.plateau.patience": {"randint": [1, 4]}}
+    sweep = load_sweep(_sweep(tmp_path, space=space, scheduler={"name": "pbt", "perturbation_interval": 2}))
+    assert sweep.scheduler.name == "pbt" and sweep.base_config().train.plateau is None  # set per trial by the space
+
+
+def test_pbt_refuses_grids_and_keys_a_running_trial_cannot_change(tmp_path):
+    with pytest.raises(ConfigError, match="PBT samples its population"):
         load_sweep(_sweep(tmp_path, scheduler={"name": "pbt"}))
+    with pytest.raises(ConfigError, match="space.train.batch_size: PBT changes hyperparameters of running trials"):
+        load_sweep(_sweep(tmp_path, space={"train.batch_size": {"choice": [2, 4]}}, scheduler={"name": "pbt"}))

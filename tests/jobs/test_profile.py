@@ -102,3 +102,10 @@ def test_batch_size_finder_refuses_a_budget_nothing_fits(local_ray, tiny_dataset
     assert "not even a batch of 1 fits" in capsys.readouterr().err
     probes = json.loads((tmp_path / "search" / "batch_size.json").read_text())["probes_per_worker"][0]
     assert [p["batch_size"] for p in probes] == [2, 1] and not any(p["fits"] for p in probes)
+
+
+def test_a_worker_count_the_cluster_cannot_hold_is_refused_before_anything_runs(local_ray, tiny_dataset, tmp_path, capsys):  # noqa: F811
+    args = [QUICKSTART, *tiny_overrides(tiny_dataset, tmp_path / "runs"), "--workers", "1,8", "--out", str(tmp_path / "p")]
+    assert profile.main(args) == 2
+    assert "8 training workers" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

@@ -1,27 +1,13 @@
 """Sweeps end to end on tiny data: every trial is a 2-worker Ray Train run inside a Tune trial."""
 import csv
+import json
 from pathlib import Path
 
-import pytest
-import yaml
 
-from core.config import load_config
+from core.config import format_override, load_config
 from jobs import tune
-from tests.conftest import tiny_overrides
 from tests.ray_fixtures import local_ray_with_dashboard  # noqa: F401  (fixture)
-
-QUICKSTART = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
-# Two concurrent trials on 2 CPUs: 2 x (0.1 trial + 2 x 0.25 workers + 0.4 for Ray Data) = 2 CPUs.
-FRACTIONAL = ["scaling.cpus_per_worker=0.25", "scaling.data_cpus=0.4"]
-
-
-def _sweep_file(tmp_path, tiny_dataset, epochs: int, scaling: list[str] = FRACTIONAL, **fields) -> Path:
-    overrides = [o for o in tiny_overrides(tiny_dataset, tmp_path / "unused") if not o.startswith("output.")]
-    raw = {"name": "t", "base": QUICKSTART, "overrides": [*overrides, *scaling, f"train.epochs={epochs}"], "metric": "val/miou",
-           "mode": "max", "max_concurrent": 2, "output_root": str(tmp_path / "sweeps"), **fields}
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+from tests.sweep_files import sweep_file
 
 
 def _results(tmp_path) -> tuple[Path, list[dict]]:
@@ -31,7 +17,7 @@ def _results(tmp_path) -> tuple[Path, list[dict]]:
 
 
 def test_grid_sweep_writes_complete_results(local_ray_with_dashboard, tiny_dataset, tmp_path, capsys):  # noqa: F811
-    path = _sweep_file(tmp_path, tiny_dataset, epochs=2, space={"train.optimizer.lr": {"grid": [0.001, 0.003]}})
+    path = sweep_file(tmp_path, tiny_dataset, epochs=2, space={"train.optimizer.lr": {"grid": [0.001, 0.003]}})
     assert tune.main([str(path)]) == 0
     sweep_dir, rows = _results(tmp_path)
     assert sorted(r["overrides"] for r in rows) == ["train.optimizer.lr=0.001", "train.optimizer.lr=0.003"]
@@ -46,7 +32,7 @@ def test_grid_sweep_writes_complete_results(local_ray_with_dashboard, tiny_datas
 
 
 def test_asha_sweep_writes_a_row_for_every_trial(local_ray_with_dashboard, tiny_dataset, tmp_path):  # noqa: F811
-    path = _sweep_file(tmp_path, tiny_dataset, epochs=3, space={"train.optimizer.lr": {"grid": [0.0003, 0.001, 0.003]}},
+    path = sweep_file(tmp_path, tiny_dataset, epochs=3, space={"train.optimizer.lr": {"grid": [0.0003, 0.001, 0.003]}},
                        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
     assert tune.main([str(path)]) == 0
     sweep_dir, rows = _results(tmp_path)
@@ -59,9 +45,34 @@ def test_asha_sweep_writes_a_row_for_every_trial(local_ray_with_dashboard, tiny_
 
 
 def test_concurrent_trials_that_cannot_fit_are_refused(local_ray_with_dashboard, tiny_dataset, tmp_path, capsys):  # noqa: F811
-    path = _sweep_file(tmp_path, tiny_dataset, epochs=1, scaling=[], space={"train.optimizer.lr": {"grid": [0.001, 0.003, 0.01]}},
+    path = sweep_file(tmp_path, tiny_dataset, epochs=1, scaling=[], space={"train.optimizer.lr": {"grid": [0.001, 0.003, 0.01]}},
                        max_concurrent=3)
     assert tune.main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "3 concurrent trials" in err and "number of concurrent trials" in err
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_pbt_copies_a_trial_into_another_and_the_copy_continues_from_its_epoch(local_ray_with_dashboard, tiny_dataset, tmp_path):  # noqa: F811
+    path = sweep_file(tmp_path, tiny_dataset, epochs=2, space={"train.optimizer.lr": {"choice": [0.00001, 0.003]}},
+                      scheduler={"name": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5, "synch": True},
+                      num_samples=2)
+    assert tune.main([str(path)]) == 0
+    sweep_dir, rows = _results(tmp_path)
+    assert len(rows) == 2 and all(r["status"] == "completed" and r["epochs"] == "2/2" for r in rows), rows
+    # Tune logs each copy as [target tag, donor tag, target time, donor time, donor config, target's new config].
+    copies = [json.loads(line) for line in (sweep_dir / "tune" / "pbt_global.txt").read_text().splitlines()]
+    assert copies, "PBT never copied one trial into the other"
+    target, _, _, _, _, new_config = copies[0]
+    row = rows[int(target.split("_")[0])]
+    assert row["overrides"] == " ".join(format_override(k, v) for k, v in new_config.items())
+    # The copy went on in a new run from the donor's epoch 1 checkpoint, under its own new learning rate.
+    first = json.loads((Path(row["run directory"]) / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["epoch"] == 2 and first["lr"] == new_config["train.optimizer.lr"]
+
+
+def test_pbt_refuses_keys_it_cannot_change_in_a_running_trial(tiny_dataset, tmp_path, capsys):
+    path = sweep_file(tmp_path, tiny_dataset, epochs=2, space={"task.model.decoder": {"choice": ["fpn", "unet"]}},
+                       scheduler={"name": "pbt"})
+    assert tune.main([str(path)]) == 2
+    assert "space.task.model.decoder: PBT changes hyperparameters of running trials" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""An interrupted sweep resumes: trials already done stay done, the interrupted one continues from its checkpoint.
+
+Each jobs.tune here is its own process with its own local Ray, interrupted the way a user does it
+(SIGINT, Ctrl+C), so no Ray instance of this test process may run at the same time.
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.sweep_files import sweep_file
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tune(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "jobs.tune", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_first_epoch(sweeps: Path, process: subprocess.Popen, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(path.read_text().strip() for path in sweeps.glob("*/runs/*/metrics.jsonl")):
+            return
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        time.sleep(0.5)
+    raise AssertionError("no trial reported an epoch in time")
+
+
+def _rows(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "results.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_interrupted_sweep_resumes_where_it_stopped(tiny_dataset, tmp_path):
+    path = sweep_file(tmp_path, tiny_dataset, epochs=3, space={"train.optimizer.lr": {"grid": [0.001, 0.003]}},
+                      max_concurrent=1)
+    first = _tune(str(path))
+    try:
+        _wait_for_first_epoch(tmp_path / "sweeps", first)
+        first.send_signal(signal.SIGINT)
+        output = first.communicate(timeout=300)[0]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, output[-3000:]
+    (sweep_dir,) = (tmp_path / "sweeps").iterdir()
+    assert f"--resume {sweep_dir}" in output
+    assert {r["status"] for r in _rows(sweep_dir)} == {"unfinished"}
+
+    second = _tune("--resume", str(sweep_dir))
+    output = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, output[-3000:]
+    rows = _rows(sweep_dir)
+    assert len(rows) == 2 and all(r["status"] == "completed" and r["epochs"] == "3/3" for r in rows), rows
+    # The interrupted trial went on from its last checkpoint: its new run starts after epoch 1.
+    starts = sorted(json.loads((Path(r["run directory"]) / "metrics.jsonl").read_text().splitlines()[0])["epoch"] for r in rows)
+    assert starts[0] == 1 and starts[1] > 1, starts
