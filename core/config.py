@@ -56,11 +56,33 @@ class SyntheticConfig(_Strict):
     rows_per_shard: int = Field(64, ge=1)
 
 
+class SizeStep(_Strict):
+    from_epoch: int = Field(ge=0)
+    size: tuple[int, int] = Field(description="height, width of the training images from this epoch on")
+
+
+class AugmentConfig(_Strict):
+    """Train-time augmentation, the same geometry for RGB, depth, sparse depth and labels."""
+
+    hflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a horizontal flip")
+    scale: tuple[float, float] | None = Field(None, description="random rescale in [low, high], then a random crop to the output size")
+    color_jitter: float = Field(0.0, ge=0.0, lt=1.0, description="brightness, contrast and saturation vary by up to this share")
+    size_schedule: list[SizeStep] = Field(default_factory=list, description="progressive resizing; unset: the data set's size")
+
+    def size_at(self, epoch: int, native: tuple[int, int]) -> tuple[int, int]:
+        steps = [step for step in sorted(self.size_schedule, key=lambda s: s.from_epoch) if step.from_epoch <= epoch]
+        return tuple(steps[-1].size) if steps else native
+
+
 class DataConfig(_Strict):
-    uri: str = "data/quickstart"
+    uri: str = Field("data/quickstart", description="a local folder, or s3://bucket/prefix")
+    endpoint_url: str | None = Field(None, description="S3-compatible store (MinIO, ...); credentials come from the AWS environment")
     generate_if_missing: bool = True
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     shuffle_buffer: int = Field(64, ge=0)
+    verify_checksums: bool = Field(True, description="check every shard's sha256 against the manifest before training")
+    on_bad_sample: Literal["error", "skip"] = Field("error", description="skip: leave bad samples out, counted in summary.json")
+    augment: AugmentConfig | None = None
 
 
 class OptimizerConfig(_Strict):

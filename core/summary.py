@@ -32,6 +32,9 @@ def headline(summary: dict[str, Any]) -> list[str]:
         last = summary["last"]
         others = [k for k in ("val/pixel_acc", "train/loss", "train/samples_per_s") if isinstance(last.get(k), (int, float))]
         lines += [f"last {k}: {last[k]:.4g}" for k in others]
+    skipped = (summary.get("skipped_samples") or {}).get("count", 0)
+    if skipped:
+        lines.append(f"skipped {skipped} bad sample(s) (data.on_bad_sample=skip); summary.json names them")
     if summary.get("error"):
         lines.append(f"error: {summary['error']}")
     return lines

@@ -1,33 +1,71 @@
-"""Ray Data: read a split's shards (only the columns a task needs) and decode its images.
+"""Ray Data: read a split's shards (only the columns a task needs) and decode and check its images.
 
 Planned on the driver; Ray Train splits the stream between workers, which only iterate it.
 Images stay uint8 (or float32 depth) until the worker, so the object store carries the smallest
-arrays; normalisation is the task's business.
+arrays; normalisation is the task's business. Each row keeps its shard path and sample id through
+decoding, so that a bad sample is named exactly (data_pipeline.validate), and then drops them.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import zlib
 from typing import Any
 
 import numpy as np
 import ray.data
 
+from core.augment import KEY
 from data_pipeline import codec
 from data_pipeline.shards import shard_paths
+from data_pipeline.storage import DataStore
+from data_pipeline.validate import SampleRules
 
 DECODERS = {"rgb": codec.decode_png, "labels": codec.decode_png, "depth": codec.decode_depth, "sparse_depth": codec.decode_depth}
+_IDENTITY = ("path", "sample_id")
 
 
-def read_split(root: Path, manifest: dict[str, Any], split: str, columns: list[str], task_cpus: float) -> ray.data.Dataset:
+def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: list[str], task_cpus: float,
+               rules: SampleRules | None = None) -> ray.data.Dataset:
     unknown = sorted(set(columns) - set(DECODERS))
     if unknown:
         raise ValueError(f"no decoder for columns {unknown}; decodable columns: {sorted(DECODERS)}")
     # Ray Data's V2 file reader lists files in tasks of one whole CPU, whatever num_cpus says; a plan
     # that reserves a fraction of a CPU for data (concurrent sweep trials) would wait for it forever.
     ray.data.DataContext.get_current().use_datasource_v2 = False
-    dataset = ray.data.read_parquet(shard_paths(root, manifest, split), columns=columns, num_cpus=task_cpus)
-    return dataset.map_batches(decode_images, batch_format="numpy", num_cpus=task_cpus)
+    dataset = ray.data.read_parquet(shard_paths(store, manifest, split), filesystem=store.arrow_fs(),
+                                    columns=[*columns, "sample_id"], include_paths=True, num_cpus=task_cpus)
+    return dataset.map_batches(decode_images, fn_kwargs={"rules": rules}, batch_format="numpy", num_cpus=task_cpus)
 
 
-def decode_images(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: np.stack([DECODERS[name](item) for item in values]) for name, values in batch.items()}
+def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None) -> dict[str, np.ndarray]:
+    """Decoded image columns; with rules, bad samples raise or are left out (see SampleRules.reject)."""
+    paths, ids = batch.get("path"), batch.get("sample_id")
+    images = {name: values for name, values in batch.items() if name not in _IDENTITY}
+    kept: dict[str, list[np.ndarray]] = {name: [] for name in images}
+    keys: list[int] = []
+    for index in range(len(next(iter(images.values())))):
+        try:
+            sample = {name: DECODERS[name](values[index]) for name, values in images.items()}
+        except Exception as err:  # PIL names a broken PNG in several ways
+            sample, problem = None, f"an image does not decode ({type(err).__name__}: {err})"
+        else:
+            problem = rules.problem(sample) if rules else None
+        if problem is None and sample is not None:
+            for name, image in sample.items():
+                kept[name].append(image)
+            if ids is not None:
+                keys.append(zlib.crc32(str(ids[index]).encode()))
+        elif rules is None:
+            raise ValueError(problem)
+        else:
+            rules.reject(str(paths[index]), str(ids[index]), problem)
+    decoded = {name: np.stack(values) if values else _empty(name, rules) for name, values in kept.items()}
+    if ids is not None:  # strings cannot become tensors; augmentation seeds each sample by this number
+        decoded[KEY] = np.array(keys, dtype=np.int64)
+    return decoded
+
+
+def _empty(name: str, rules: SampleRules) -> np.ndarray:
+    """A column with no rows (every sample of the batch was skipped), shaped like a full one."""
+    height, width = rules.image_size
+    shape = (0, height, width, 3) if name == "rgb" else (0, height, width)
+    return np.empty(shape, dtype=np.uint8 if name in ("rgb", "labels") else np.float32)

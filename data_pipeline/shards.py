@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from data_pipeline.storage import DataStore
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -42,16 +42,19 @@ class DatasetError(ValueError):
 
 
 class ShardWriter:
-    """Collects rows of one split and writes them as shards of `rows_per_shard` rows."""
+    """Collects rows of one split and writes them as shards of `rows_per_shard` rows, or of about
+    `target_bytes` of encoded images, whichever comes first."""
 
-    def __init__(self, root: Path, split: str, rows_per_shard: int):
-        self.root, self.split, self.rows_per_shard = root, split, rows_per_shard
+    def __init__(self, store: DataStore, split: str, rows_per_shard: int, target_bytes: int | None = None):
+        self.store, self.split, self.rows_per_shard, self.target_bytes = store, split, rows_per_shard, target_bytes
         self.shards: list[dict[str, Any]] = []
         self._pending: list[dict[str, Any]] = []
+        self._pending_bytes = 0
 
     def add(self, row: dict[str, Any]) -> None:
         self._pending.append(row)
-        if len(self._pending) >= self.rows_per_shard:
+        self._pending_bytes += sum(len(v) for v in row.values() if isinstance(v, bytes))
+        if len(self._pending) >= self.rows_per_shard or (self.target_bytes and self._pending_bytes >= self.target_bytes):
             self._flush()
 
     def close(self) -> dict[str, Any]:
@@ -61,46 +64,47 @@ class ShardWriter:
 
     def _flush(self) -> None:
         name = f"{self.split}-{len(self.shards):05d}.parquet"
-        final = self.root / name
-        partial = self.root / f".{name}.partial"
-        pq.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA), partial, compression="zstd")
-        os.replace(partial, final)
-        self.shards.append({"path": name, "rows": len(self._pending), "sha256": sha256_of(final)})
-        self._pending = []
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA), buffer, compression="zstd")
+        data = buffer.getvalue().to_pybytes()
+        self.store.write_bytes(name, data)
+        self.shards.append({"path": name, "rows": len(self._pending), "sha256": hashlib.sha256(data).hexdigest()})
+        self._pending, self._pending_bytes = [], 0
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(store: DataStore, name: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with store.fs.open(store.path(name), "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    partial = root / f".{MANIFEST}.partial"
-    partial.write_text(json.dumps({"schema_version": SCHEMA_VERSION, **manifest}, indent=2))
-    os.replace(partial, root / MANIFEST)
+def write_manifest(store: DataStore, manifest: dict[str, Any]) -> None:
+    """Last, once every shard is written: its presence is what makes the data set complete."""
+    store.write_bytes(MANIFEST, json.dumps({"schema_version": SCHEMA_VERSION, **manifest}, indent=2).encode())
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST
-    if not path.is_file():
-        raise DatasetError(f"{path} does not exist: {root} holds no complete data set (run jobs.preprocess, or set data.generate_if_missing)")
+def read_manifest(store: DataStore) -> dict[str, Any]:
+    where = store.display(MANIFEST)
+    if not store.exists(MANIFEST):
+        raise DatasetError(f"{where} does not exist: {store.uri} holds no complete data set "
+                           "(run jobs.preprocess, or set data.generate_if_missing)")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(store.read_bytes(MANIFEST))
     except json.JSONDecodeError as err:
-        raise DatasetError(f"{path} is not valid JSON: {err}") from None
+        raise DatasetError(f"{where} is not valid JSON: {err}") from None
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise DatasetError(f"{path} has schema_version {version!r}; this code reads version {SCHEMA_VERSION}")
+        raise DatasetError(f"{where} has schema_version {version!r}; this code reads version {SCHEMA_VERSION}")
     return manifest
 
 
-def shard_paths(root: Path, manifest: dict[str, Any], split: str) -> list[str]:
+def shard_paths(store: DataStore, manifest: dict[str, Any], split: str) -> list[str]:
+    """The split's shards as the store's filesystem names them."""
     splits = manifest["splits"]
     if split not in splits:
-        raise DatasetError(f"{root / MANIFEST} has no split {split!r}; it has {sorted(splits)}")
+        raise DatasetError(f"{store.display(MANIFEST)} has no split {split!r}; it has {sorted(splits)}")
     if splits[split]["rows"] == 0:
-        raise DatasetError(f"{root / MANIFEST}: split {split!r} is empty")
-    return [str(root / shard["path"]) for shard in splits[split]["shards"]]
+        raise DatasetError(f"{store.display(MANIFEST)}: split {split!r} is empty")
+    return [store.path(shard["path"]) for shard in splits[split]["shards"]]

@@ -32,12 +32,12 @@ class _ResultWriter(UserCallback):
 
 def search_batch_size(config: ExperimentConfig, plan: ResourcePlan, data: tuple[Path, dict[str, Any], Task], out_dir: Path,
                       budget_gb: float | None, margin: float, max_batch_size: int) -> dict[str, Any]:
-    data_root, manifest, task = data
+    store, manifest, task = data
     written = out_dir / "ray_train" / "batch_size_search.json"
     written.parent.mkdir(parents=True, exist_ok=True)
     quiet_ray_data()
     # One real sample, repeated to each probed batch size: memory depends on shapes, not on contents.
-    sample = read_split(data_root, manifest, "train", task.columns, plan.data_task_cpus).take_batch(1, batch_format="numpy")
+    sample = read_split(store, manifest, "train", task.columns, plan.data_task_cpus).take_batch(1, batch_format="numpy")
     trainer = TorchTrainer(
         train_loop_per_worker=find_batch_size_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,

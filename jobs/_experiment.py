@@ -20,19 +20,24 @@ from core.summary import summarise
 from core.tasks import build_task
 from core.tasks.base import Task
 from data_pipeline.shards import read_manifest
+from data_pipeline.storage import DataStore
+from data_pipeline.validate import SampleLog, SampleRules, check_shards
 from data_pipeline.synthetic import ensure_dataset
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
+_SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, and counts them all
 
 
-def prepare_data(config: ExperimentConfig) -> tuple[Path, dict[str, Any], Task]:
-    """(absolute data root, manifest, task); generates the synthetic data set when configured to."""
-    data_root = Path(config.data.uri).resolve()  # workers may run in another folder, or on another machine
-    manifest = ensure_dataset(data_root, config.data.synthetic) if config.data.generate_if_missing else read_manifest(data_root)
-    return data_root, manifest, build_task(config.task, manifest)
+def prepare_data(config: ExperimentConfig) -> tuple[DataStore, dict[str, Any], Task]:
+    """(data store, manifest, task); generates the synthetic data set when configured to."""
+    store = DataStore.at(config.data.uri, config.data.endpoint_url)
+    manifest = ensure_dataset(store, config.data.synthetic) if config.data.generate_if_missing else read_manifest(store)
+    task = build_task(config.task, manifest)
+    check_shards(store, manifest, ["train", "val"], [*task.columns, "sample_id"], checksums=config.data.verify_checksums)
+    return store, manifest, task
 
 
-def run(config: ExperimentConfig, plan: ResourcePlan, data_root: Path, manifest: dict[str, Any], task: Task,
+def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest: dict[str, Any], task: Task,
         callbacks: list = (), init_checkpoint: dict[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Train; return the run directory and its summary. A failed fit is recorded, not raised."""
     from jobs._trainer import build_trainer  # Ray Train's import costs seconds; a bad config should not wait for it
@@ -41,14 +46,22 @@ def run(config: ExperimentConfig, plan: ResourcePlan, data_root: Path, manifest:
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     started = time.time()
     facts = {"status": "completed", "error": None, "checkpoint": None}
+    samples = SampleLog.remote()
+    rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
+                        config.data.on_bad_sample, samples)
     try:
-        result = build_trainer(config, plan, task, data_root, manifest, run_dir, list(callbacks), init_checkpoint).fit()
+        result = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules).fit()
         facts["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     except Exception as err:  # the run directory must still say what happened
         facts.update(status="failed", error=f"{type(err).__name__}: {err}")
+    skipped, bad_sample = ray.get(samples.report.remote())
+    ray.kill(samples)
+    if bad_sample is not None and facts["status"] == "failed":
+        facts["error"] = f"DatasetError: {bad_sample}"
+    facts["skipped_samples"] = {"count": len(skipped), "samples": skipped[:_SKIPPED_LISTED]}
     summary = summarise(
         runs.read_metrics(run_dir), task.monitor, config.train.epochs, **facts, wall_time_s=time.time() - started,
-        run_dir=str(run_dir), data={"uri": str(data_root), **{s: v["rows"] for s, v in manifest["splits"].items()}},
+        run_dir=str(run_dir), data={"uri": store.uri, **{s: v["rows"] for s, v in manifest["splits"].items()}},
     )
     runs.write_json(run_dir / runs.SUMMARY, summary)
     return run_dir, summary

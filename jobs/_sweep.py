@@ -19,6 +19,7 @@ from core import checkpoint
 from core.config import format_override, load_config
 from core.sweep_config import SweepConfig
 from core.tasks import build_task
+from data_pipeline.storage import DataStore
 from jobs._experiment import run
 from jobs._trial_reporting import fit_reporting_to_tune
 
@@ -39,13 +40,13 @@ def param_space(sweep: SweepConfig) -> dict[str, Any]:
     return space
 
 
-def trainable(sweep: SweepConfig, sweep_dir: Path, data_root: Path, manifest: dict[str, Any]):
+def trainable(sweep: SweepConfig, sweep_dir: Path, store: DataStore, manifest: dict[str, Any]):
     fixed = {"sweep_fields": sweep.model_dump(mode="json"), "runs_root": str(sweep_dir / "runs"),
-             "data_root": str(data_root), "manifest": manifest}
+             "store": store, "manifest": manifest}
     return tune.with_resources(tune.with_parameters(run_trial, **fixed), {"CPU": sweep.trial_driver_cpus})
 
 
-def run_trial(params: dict[str, Any], sweep_fields: dict, runs_root: str, data_root: str, manifest: dict[str, Any]) -> None:
+def run_trial(params: dict[str, Any], sweep_fields: dict, runs_root: str, store: DataStore, manifest: dict[str, Any]) -> None:
     sweep = SweepConfig.model_validate(sweep_fields)
     overrides = [*sweep.overrides, f"output.root={runs_root}", *(format_override(k, v) for k, v in params.items())]
     config = load_config(sweep.base, overrides)
@@ -54,7 +55,7 @@ def run_trial(params: dict[str, Any], sweep_fields: dict, runs_root: str, data_r
     if init is not None and checkpoint.saved_epoch(Path(init["path"])) + 1 >= config.train.epochs:
         return  # paused or copied at its last epoch (PBT): nothing left to train, its last report stands
     _, summary = fit_reporting_to_tune(
-        lambda callbacks: run(config, plan, Path(data_root), manifest, task, callbacks=callbacks, init_checkpoint=init))
+        lambda callbacks: run(config, plan, store, manifest, task, callbacks=callbacks, init_checkpoint=init))
     if summary["status"] != "completed":
         raise RuntimeError(f"trial training failed: {summary['error']}")
 
@@ -69,9 +70,9 @@ def _init_checkpoint() -> dict[str, str] | None:
     return {"path": saved.path, "hyperparameters": "checkpoint" if own else "config"}
 
 
-def build_tuner(sweep: SweepConfig, sweep_dir: Path, data_root: Path, manifest: dict[str, Any]) -> tune.Tuner:
+def build_tuner(sweep: SweepConfig, sweep_dir: Path, store: DataStore, manifest: dict[str, Any]) -> tune.Tuner:
     return tune.Tuner(
-        trainable(sweep, sweep_dir, data_root, manifest),
+        trainable(sweep, sweep_dir, store, manifest),
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
                                     max_concurrent_trials=sweep.max_concurrent, scheduler=_scheduler(sweep)),
@@ -93,8 +94,8 @@ def _scheduler(sweep: SweepConfig):
     return FIFOScheduler()
 
 
-def restore_tuner(sweep: SweepConfig, sweep_dir: Path, data_root: Path, manifest: dict[str, Any]) -> tune.Tuner:
-    return tune.Tuner.restore(str(sweep_dir / TUNE_FOLDER), trainable=trainable(sweep, sweep_dir, data_root, manifest),
+def restore_tuner(sweep: SweepConfig, sweep_dir: Path, store: DataStore, manifest: dict[str, Any]) -> tune.Tuner:
+    return tune.Tuner.restore(str(sweep_dir / TUNE_FOLDER), trainable=trainable(sweep, sweep_dir, store, manifest),
                               resume_errored=True, resume_unfinished=True)
 
 

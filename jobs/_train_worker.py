@@ -15,9 +15,11 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from core import checkpoint
-from core.config import ExperimentConfig
+from core.augment import augment_batch
+from core.config import AugmentConfig, ExperimentConfig
 from core.engine import evaluate, train_epoch
 from core.optim import apply_hyperparameters, build_optimizer, build_plateau
 from core.tasks import build_task
@@ -45,9 +47,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     val_data = ray.train.get_dataset_shard("val")
     batch_size = config.train.batch_size
     for epoch in range(first_epoch, config.train.epochs):
+        augment = config.data.augment
+        collate = _Augmenting(augment, config.seed, epoch, loop_config["manifest"]["ignore_index"]) if augment else None
         batches = train_data.iter_torch_batches(
             batch_size=batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
-            local_shuffle_seed=config.seed * 100_003 + epoch * 101 + rank,
+            local_shuffle_seed=config.seed * 100_003 + epoch * 101 + rank, collate_fn=collate,
         )
         stats = train_epoch(model, optimizer, batches, task, device,
                             on_step=lambda timing: dashboard.on_step(timing, optimizer.param_groups[0]["lr"]))
@@ -108,6 +112,16 @@ def _report(metrics: dict[str, float], rank: int, model, optimizer, train_state:
             checkpoint.save(Path(folder), _unwrap(model), optimizer, train_state, previews)
             saved = ray.train.Checkpoint.from_directory(folder)
         ray.train.report(metrics, checkpoint=saved)
+
+
+class _Augmenting(NumpyBatchCollateFn):
+    """Augments in the iterator's prefetch thread, so the step does not wait for it."""
+
+    def __init__(self, config: AugmentConfig, seed: int, epoch: int, ignore_index: int):
+        self.config, self.seed, self.epoch, self.ignore_index = config, seed, epoch, ignore_index
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return augment_batch(batch, self.config, self.seed, self.epoch, self.ignore_index)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -13,13 +13,15 @@ from cluster.resources import ResourcePlan
 from core.config import ExperimentConfig
 from core.tasks.base import Task
 from data_pipeline.ray_reader import read_split
+from data_pipeline.storage import DataStore
+from data_pipeline.validate import SampleRules
 from jobs._run_logging import RunDirCallback
 from jobs._train_worker import train_loop_per_worker
 
 
-def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data_root: Path,
+def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, store: DataStore,
                   manifest: dict[str, Any], run_dir: Path, extra_callbacks: list = (),
-                  init_checkpoint: dict[str, str] | None = None) -> TorchTrainer:
+                  init_checkpoint: dict[str, str] | None = None, rules: SampleRules | None = None) -> TorchTrainer:
     """init_checkpoint: where a new run starts from (see jobs._train_worker._restore); Ray Train's own
     restarts after a failure take the run's latest checkpoint instead."""
     dataset_config = data_config(plan)  # first: datasets take the DataContext as it is when they are made
@@ -28,7 +30,7 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, data
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,
                            "run_name": run_dir.name, "init_checkpoint": init_checkpoint},
         scaling_config=scaling_config(plan),
-        datasets={split: read_split(data_root, manifest, split, task.columns, plan.data_task_cpus) for split in ("train", "val")},
+        datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, rules) for split in ("train", "val")},
         dataset_config=dataset_config,
         run_config=RunConfig(
             name="ray_train",

@@ -22,7 +22,8 @@ from cluster.resources import PlanError, make_plan
 from core import profile_ledger
 from core.config import ConfigError, ExperimentConfig, load_config
 from core.environment import package_version
-from data_pipeline.shards import DatasetError, read_manifest
+from data_pipeline.shards import MANIFEST, DatasetError, read_manifest
+from data_pipeline.storage import DataStore
 from jobs._experiment import CODE_ROOT, prepare_data
 
 USAGE_ERROR = 2
@@ -107,12 +108,10 @@ def _predict(config: ExperimentConfig, args: argparse.Namespace) -> int:
 
 def _data_shape(config: ExperimentConfig) -> tuple[tuple[int, int], int]:
     """The config's image size and train rows: from its data set, or from the synthetic settings that would make it."""
-    root = Path(config.data.uri)
-    if (root / "manifest.json").is_file():
-        manifest = read_manifest(root)
+    store = DataStore.at(config.data.uri, config.data.endpoint_url)
+    if store.exists(MANIFEST) or not config.data.generate_if_missing:
+        manifest = read_manifest(store)
         return tuple(manifest["image_size"]), manifest["splits"]["train"]["rows"]
-    if not config.data.generate_if_missing:
-        raise DatasetError(f"{root} holds no data set (manifest.json) to take the image size and row count from")
     synthetic = config.data.synthetic
     return (synthetic.image_size, synthetic.image_size), synthetic.num_train
 

@@ -26,12 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.overrides)
         connect(config.ray, CODE_ROOT)
         plan = autoscale.plan_when_it_fits(config.scaling)
-        data_root, manifest, task = prepare_data(config)
+        store, manifest, task = prepare_data(config)
     except (ConfigError, PlanError, DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        run_dir, summary = run(config, plan, data_root, manifest, task)
+        run_dir, summary = run(config, plan, store, manifest, task)
     finally:
         if config.scaling.autoscale_timeout_s > 0:
             autoscale.release()

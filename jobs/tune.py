@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         # the dashboard serves: without it, ASHA's stopped trials keep their CPUs and the sweep hangs.
         connect(base.ray.model_copy(update={"include_dashboard": True}), CODE_ROOT)
         _check_trials_fit(sweep)
-        data_root, manifest, _ = prepare_data(base)
+        store, manifest, _ = prepare_data(base)
     except (ConfigError, PlanError, DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
@@ -43,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     from jobs import _sweep  # Ray Tune's import costs seconds; a bad sweep file should not wait for it
 
     if args.resume:
-        tuner = _sweep.restore_tuner(sweep, sweep_dir, data_root, manifest)
+        tuner = _sweep.restore_tuner(sweep, sweep_dir, store, manifest)
     else:
         sweep_dir.mkdir(parents=True)
         (sweep_dir / SWEEP_FILE).write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
-        tuner = _sweep.build_tuner(sweep, sweep_dir, data_root, manifest)
+        tuner = _sweep.build_tuner(sweep, sweep_dir, store, manifest)
     print(f"sweep directory: {sweep_dir}", file=sys.stderr, flush=True)
     rows = _sweep.result_rows(tuner.fit(), sweep, sweep_dir / "runs")
     best_config = write_results(sweep_dir, rows, sweep.metric, sweep.mode)

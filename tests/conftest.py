@@ -26,8 +26,9 @@ def tiny_overrides(data_uri: Path, output_root: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
+    from data_pipeline.storage import DataStore
     from data_pipeline.synthetic import generate
 
     root = tmp_path_factory.mktemp("data") / "tiny"
-    generate(root, TINY_DATA)
+    generate(DataStore.at(root), TINY_DATA)
     return root

@@ -12,7 +12,7 @@ from tests.ray_head import free_port
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _local_ray(include_dashboard: bool):
+def start_local_ray(include_dashboard: bool):
     extra = {"dashboard_host": "127.0.0.1", "dashboard_port": free_port()} if include_dashboard else {}
     ray.init(
         num_cpus=2,
@@ -29,10 +29,10 @@ def _local_ray(include_dashboard: bool):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    yield from _local_ray(include_dashboard=False)
+    yield from start_local_ray(include_dashboard=False)
 
 
 @pytest.fixture(scope="module")
 def local_ray_with_dashboard():
     """Tune needs it: Ray Train releases a stopped trial's workers through the state API the dashboard serves."""
-    yield from _local_ray(include_dashboard=True)
+    yield from start_local_ray(include_dashboard=True)

@@ -10,6 +10,7 @@ from core.config import OptimizerConfig
 from core.tasks import TASKS, build_task
 from data_pipeline.ray_reader import decode_images
 from data_pipeline.shards import read_manifest, shard_paths
+from data_pipeline.storage import DataStore
 
 import pyarrow.parquet as pq
 
@@ -87,9 +88,10 @@ def test_unknown_task_lists_the_known_ones():
 
 def test_model_learns_on_the_synthetic_data_without_ray(tiny_dataset):
     torch.manual_seed(0)
-    manifest = read_manifest(tiny_dataset)
+    store = DataStore.at(tiny_dataset)
+    manifest = read_manifest(store)
     task = build_task(TaskConfig(), manifest)
-    table = pq.read_table(shard_paths(tiny_dataset, manifest, "train"), columns=task.columns).to_pydict()
+    table = pq.read_table(shard_paths(store, manifest, "train"), columns=task.columns).to_pydict()
     decoded = decode_images({k: __import__("numpy").array(v, dtype=object) for k, v in table.items()})
     batches = [{k: torch.from_numpy(v[i:i + 8]) for k, v in decoded.items()} for i in range(0, 16, 8)]
     model = task.build_model()

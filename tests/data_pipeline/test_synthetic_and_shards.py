@@ -7,6 +7,7 @@ import pytest
 from core.config import SyntheticConfig
 from data_pipeline import codec, shards
 from data_pipeline.render import IGNORE_LABEL
+from data_pipeline.storage import DataStore
 from data_pipeline.synthetic import ensure_dataset, generate
 from data_pipeline.terrain import CLASSES
 
@@ -18,15 +19,16 @@ def _shard_hashes(manifest):
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
-    first = generate(tmp_path / "a", SMALL)
-    again = generate(tmp_path / "b", SMALL)
-    other = generate(tmp_path / "c", SMALL.model_copy(update={"seed": 4}))
+    first = generate(DataStore.at(tmp_path / "a"), SMALL)
+    again = generate(DataStore.at(tmp_path / "b"), SMALL)
+    other = generate(DataStore.at(tmp_path / "c"), SMALL.model_copy(update={"seed": 4}))
     assert _shard_hashes(first) == _shard_hashes(again)
     assert _shard_hashes(first) != _shard_hashes(other)
 
 
 def test_manifest_describes_the_shards(tiny_dataset):
-    manifest = shards.read_manifest(tiny_dataset)
+    store = DataStore.at(tiny_dataset)
+    manifest = shards.read_manifest(store)
     assert [c["name"] for c in manifest["classes"]] == [name for name, _ in CLASSES]
     assert {"ground", "road", "building", "vegetation", "water"} <= {c["name"] for c in manifest["classes"]}
     for split, expected in (("train", 16), ("val", 8)):
@@ -35,7 +37,7 @@ def test_manifest_describes_the_shards(tiny_dataset):
         for shard in listed["shards"]:
             path = tiny_dataset / shard["path"]
             assert pq.read_metadata(path).num_rows == shard["rows"]
-            assert shards.sha256_of(path) == shard["sha256"]
+            assert shards.sha256_of(store, shard["path"]) == shard["sha256"]
     stats = manifest["stats"]
     assert len(stats["rgb_mean"]) == 3 and stats["depth_mean_m"] > 0
     assert sum(stats["class_pixels"]) > 0
@@ -70,7 +72,7 @@ def test_shard_round_trip_gives_the_same_arrays(tmp_path):
         "height": 8, "width": 12, "intrinsics": list(range(9)), "rotation": list(range(9)), "translation": [1, 2, 3],
         "mesh_verts": [0.0, 1.0, 2.0], "mesh_faces": [0, 0, 0], "mesh_face_labels": [4],
     }
-    writer = shards.ShardWriter(tmp_path, "train", rows_per_shard=10)
+    writer = shards.ShardWriter(DataStore.at(tmp_path), "train", rows_per_shard=10)
     writer.add(row)
     entry = writer.close()
     assert entry["rows"] == 1 and not list(tmp_path.glob(".*partial"))
@@ -91,22 +93,22 @@ def test_depth_outside_16_bit_range_is_refused():
 def test_folder_without_manifest_is_not_a_data_set(tmp_path):
     (tmp_path / "train-00000.parquet").write_bytes(b"half written")
     with pytest.raises(shards.DatasetError, match="no complete data set"):
-        shards.read_manifest(tmp_path)
+        shards.read_manifest(DataStore.at(tmp_path))
 
 
 def test_leftover_of_interrupted_generation_is_regenerated(tmp_path):
     root = tmp_path / "ds"
     root.mkdir()
     (root / "train-00000.parquet").write_bytes(b"half written")
-    manifest = ensure_dataset(root, SMALL)
+    manifest = ensure_dataset(DataStore.at(root), SMALL)
     assert manifest["splits"]["train"]["rows"] == 6
-    assert shards.sha256_of(root / "train-00000.parquet") == manifest["splits"]["train"]["shards"][0]["sha256"]
+    assert shards.sha256_of(DataStore.at(root), "train-00000.parquet") == manifest["splits"]["train"]["shards"][0]["sha256"]
 
 
 def test_newer_schema_version_is_refused(tmp_path):
-    generate(tmp_path, SMALL)
+    generate(DataStore.at(tmp_path), SMALL)
     manifest = json.loads((tmp_path / shards.MANIFEST).read_text())
     manifest["schema_version"] = shards.SCHEMA_VERSION + 1
     (tmp_path / shards.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(shards.DatasetError, match="schema_version"):
-        shards.read_manifest(tmp_path)
+        shards.read_manifest(DataStore.at(tmp_path))

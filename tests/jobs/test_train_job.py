@@ -1,10 +1,16 @@
 """The main job end to end on tiny data: 2 Ray Train workers, one epoch, a complete run directory."""
+import hashlib
 import json
+import shutil
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from data_pipeline import codec, shards
 from jobs import train
 from tests.conftest import tiny_overrides
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
@@ -13,7 +19,8 @@ from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 @pytest.fixture(scope="module")
 def finished_run(local_ray, tiny_dataset, tmp_path_factory):  # noqa: F811
     runs = tmp_path_factory.mktemp("runs")
-    assert train.main(tiny_overrides(tiny_dataset, runs) + ["train.epochs=2"]) == 0
+    augment = "data.augment={hflip: 0.5, scale: [0.75, 1.25], color_jitter: 0.2}"
+    assert train.main(tiny_overrides(tiny_dataset, runs) + ["train.epochs=2", augment]) == 0
     (run_dir,) = runs.iterdir()
     return run_dir
 
@@ -66,3 +73,41 @@ def test_tensorboard_reader_sees_scalars_and_prediction_images(finished_run):
     assert {"val/prediction_0", "val/prediction_1"} <= set(tags["images"])
     image = events.Images("val/prediction_0")[-1]
     assert image.width == 3 * image.height, "input, truth and prediction side by side"
+
+
+@pytest.fixture(scope="module")
+def one_bad_label(tiny_dataset, tmp_path_factory):
+    """The tiny data set with class id 9 (the table has 5) in row 3 of the first train shard."""
+    root = tmp_path_factory.mktemp("bad") / "data"
+    shutil.copytree(tiny_dataset, root)
+    shard = root / "train-00000.parquet"
+    table = pq.read_table(shard).to_pydict()
+    table["labels"][3] = codec.encode_png(np.full((32, 32), 9, np.uint8))
+    pq.write_table(pa.Table.from_pydict(table, schema=shards.SCHEMA), shard)
+    manifest = json.loads((root / shards.MANIFEST).read_text())
+    manifest["splits"]["train"]["shards"][0]["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()
+    (root / shards.MANIFEST).write_text(json.dumps(manifest))
+    return root, table["sample_id"][3]
+
+
+def _train_on(data, runs, *extra):
+    overrides = [o for o in tiny_overrides(data, runs) if not o.startswith("data.synthetic")]
+    code = train.main([*overrides, "data.generate_if_missing=false", *extra])
+    (run_dir,) = runs.iterdir()
+    return code, json.loads((run_dir / "summary.json").read_text())
+
+
+def test_a_bad_sample_stops_the_run_naming_shard_row_and_sample(local_ray, one_bad_label, tmp_path):  # noqa: F811
+    root, sample_id = one_bad_label
+    code, summary = _train_on(root, tmp_path / "runs")
+    assert code == 1 and summary["status"] == "failed"
+    assert f"shard {root / 'train-00000.parquet'}, row 3, sample {sample_id}: label ids [9]" in summary["error"]
+
+
+def test_skipped_bad_samples_are_counted_in_the_summary(local_ray, one_bad_label, tmp_path):  # noqa: F811
+    root, sample_id = one_bad_label
+    code, summary = _train_on(root, tmp_path / "runs", "data.on_bad_sample=skip", "train.epochs=2")
+    assert code == 0 and summary["status"] == "completed"
+    assert summary["skipped_samples"]["count"] == 1  # once, though both epochs met it
+    (skipped,) = summary["skipped_samples"]["samples"]
+    assert skipped["sample_id"] == sample_id and skipped["row"] == 3 and "outside the class table" in skipped["reason"]

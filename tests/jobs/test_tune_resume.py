@@ -23,14 +23,15 @@ def _tune(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_first_epoch(sweeps: Path, process: subprocess.Popen, timeout_s: float = 300) -> None:
+def _wait_for_first_checkpoint(sweeps: Path, process: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Until Tune holds a trial's first epoch checkpoint (in the trial's folder of the sweep's tune/)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(path.read_text().strip() for path in sweeps.glob("*/runs/*/metrics.jsonl")):
+        if any(sweeps.glob("*/tune/*/checkpoint_*")):
             return
         assert process.poll() is None, process.communicate()[0][-3000:]
         time.sleep(0.5)
-    raise AssertionError("no trial reported an epoch in time")
+    raise AssertionError("no trial checkpoint reached Tune in time")
 
 
 def _rows(sweep_dir: Path) -> list[dict]:
@@ -43,7 +44,7 @@ def test_interrupted_sweep_resumes_where_it_stopped(tiny_dataset, tmp_path):
                       max_concurrent=1)
     first = _tune(str(path))
     try:
-        _wait_for_first_epoch(tmp_path / "sweeps", first)
+        _wait_for_first_checkpoint(tmp_path / "sweeps", first)
         first.send_signal(signal.SIGINT)
         output = first.communicate(timeout=300)[0]
     finally:

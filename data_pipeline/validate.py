@@ -1,0 +1,118 @@
+"""Refuse a bad data set loudly: whole shards before training, single samples as they are decoded.
+
+Shards are checked on the driver before anything trains: present, readable Parquet (a truncated
+file has no footer), the columns the task reads with the types of the shard schema, the row count
+the manifest lists and, unless turned off, the manifest's sha256. Samples are checked where they
+are decoded (see SampleRules). Every error names the shard, and for a sample its row and sample id.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import ray
+
+from data_pipeline.shards import SCHEMA, DatasetError, sha256_of
+from data_pipeline.storage import DataStore
+
+_HASH_THREADS = 8  # reading and hashing shards waits on the disk or the network, not on the CPU
+
+
+def check_shards(store: DataStore, manifest: dict[str, Any], splits: list[str], columns: list[str], checksums: bool) -> None:
+    entries = [shard for split in splits for shard in manifest["splits"][split]["shards"]]
+    for shard in entries:
+        _check_footer(store, shard, columns)
+    if checksums:
+        with ThreadPoolExecutor(_HASH_THREADS) as pool:
+            for shard, digest in zip(entries, pool.map(lambda s: sha256_of(store, s["path"]), entries)):
+                if digest != shard["sha256"]:
+                    raise DatasetError(f"shard {store.display(shard['path'])}: sha256 {digest[:12]}... but the manifest says "
+                                       f"{shard['sha256'][:12]}...: the file changed or is corrupt; write the data set again "
+                                       "(jobs.preprocess), or set data.verify_checksums=false to train on it as it is")
+
+
+def _check_footer(store: DataStore, shard: dict[str, Any], columns: list[str]) -> None:
+    where = f"shard {store.display(shard['path'])}"
+    if not store.exists(shard["path"]):
+        raise DatasetError(f"{where} is listed in the manifest but missing")
+    try:
+        with store.fs.open(store.path(shard["path"]), "rb") as handle:
+            metadata = pq.read_metadata(handle)
+    except Exception as err:  # pyarrow names truncation and garbage in several ways
+        raise DatasetError(f"{where} is not readable Parquet (truncated or corrupt): {err}") from None
+    schema = metadata.schema.to_arrow_schema()
+    for name in columns:
+        expected = SCHEMA.field(name).type
+        if name not in schema.names:
+            raise DatasetError(f"{where} has no column {name!r}, which the task reads; it has {schema.names}")
+        if schema.field(name).type != expected:
+            raise DatasetError(f"{where}: column {name!r} is {schema.field(name).type}, the shard schema says {expected}")
+    if metadata.num_rows != shard["rows"]:
+        raise DatasetError(f"{where} holds {metadata.num_rows} rows, the manifest says {shard['rows']}")
+
+
+@dataclass(frozen=True)
+class SampleRules:
+    """What every decoded sample must satisfy, and what to do with one that does not."""
+
+    store: DataStore
+    image_size: tuple[int, int]
+    num_classes: int
+    ignore_index: int
+    on_bad: str  # "error" | "skip"
+    log: Any = None  # a SampleLog actor handle: required with on_bad "skip"
+
+    def problem(self, sample: dict[str, np.ndarray]) -> str | None:
+        height, width = self.image_size
+        for name, image in sample.items():
+            if image.shape[:2] != (height, width):
+                return f"{name} is {image.shape[0]}x{image.shape[1]}, the data set's images are {height}x{width}"
+        if "labels" in sample:
+            labels = sample["labels"]
+            wrong = (labels >= self.num_classes) & (labels != self.ignore_index)
+            if wrong.any():
+                return (f"label ids {sorted(np.unique(labels[wrong]).tolist())[:5]} are outside the class table "
+                        f"(0..{self.num_classes - 1}, or {self.ignore_index} for unlabelled)")
+        for name in ("depth", "sparse_depth"):
+            if name in sample and not (np.isfinite(sample[name]).all() and (sample[name] >= 0).all()):
+                return f"{name} has non-finite or negative values"
+        return None
+
+    def reject(self, shard: str, sample_id: str, reason: str) -> None:
+        """shard: as the store's filesystem names it. Raise (on_bad "error"), or log the skip (on_bad "skip")."""
+        row = self._row_of(shard, sample_id)
+        shard = f"s3://{shard}" if self.store.is_s3 else shard
+        if self.on_bad == "error":
+            message = (f"shard {shard}, row {row}, sample {sample_id}: {reason}. Fix or drop the sample, or set "
+                       "data.on_bad_sample=skip to leave such samples out (they are counted in summary.json)")
+            if self.log is not None:  # Ray cuts long worker tracebacks short; the driver reads the message here
+                ray.get(self.log.fail.remote(message))
+            raise DatasetError(message)
+        ray.get(self.log.skip.remote({"shard": shard, "row": row, "sample_id": sample_id, "reason": reason}))
+
+    def _row_of(self, shard: str, sample_id: str) -> int:
+        """The sample's row in its shard; looked up only for a bad sample, so the good path pays nothing."""
+        with self.store.fs.open(shard, "rb") as handle:
+            ids = pq.read_table(handle, columns=["sample_id"]).column("sample_id").to_pylist()
+        return ids.index(sample_id)
+
+
+@ray.remote(num_cpus=0)
+class SampleLog:
+    """A run's bad samples: those it skipped, each once however many epochs met it, or the one that stopped it."""
+
+    def __init__(self):
+        self._skipped: dict[str, dict[str, Any]] = {}
+        self._failure: str | None = None
+
+    def skip(self, record: dict[str, Any]) -> None:
+        self._skipped.setdefault(record["sample_id"], record)
+
+    def fail(self, message: str) -> None:
+        self._failure = self._failure or message
+
+    def report(self) -> tuple[list[dict[str, Any]], str | None]:
+        return list(self._skipped.values()), self._failure
