@@ -19,7 +19,7 @@ from data_pipeline import shards
 from data_pipeline.dataset_stats import Progress, Stats, sample_stats
 from data_pipeline.shards import DatasetError
 from data_pipeline.storage import DataStore
-from data_pipeline.validate import SampleRules
+from data_pipeline.validate import sample_problem
 
 ROWS_PER_SHARD_CAP = 100_000  # shards are cut by size; this only bounds a shard of tiny samples
 
@@ -92,8 +92,8 @@ def _load(item: dict[str, str], source: Source) -> dict[str, Any]:
         return {"row": pickle.dumps({"sample_id": item["sample_id"]}), "problem": f"{type(err).__name__}: {err}", "stats": "{}",
                 "files": files}
     height, width = images["rgb"].shape[:2]
-    rules = SampleRules(DataStore.at("."), (height, width), max(len(source.classes), 1), source.ignore_index, "error")
     checked = {k: v for k, v in images.items() if k != "labels" or source.classes}
+    problem = sample_problem(checked, (height, width), len(source.classes), source.ignore_index)
     stats = sample_stats(images["rgb"], images.get("depth"), images.get("labels"), len(source.classes), source.ignore_index)
     # Pickled: rows differ in which columns they have, which Arrow would have to unify across blocks.
-    return {"row": pickle.dumps(row), "problem": rules.problem(checked) or "", "stats": json.dumps(stats), "files": files}
+    return {"row": pickle.dumps(row), "problem": problem or "", "stats": json.dumps(stats), "files": files}

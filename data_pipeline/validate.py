@@ -54,6 +54,24 @@ def _check_footer(store: DataStore, shard: dict[str, Any], columns: list[str]) -
         raise DatasetError(f"{where} holds {metadata.num_rows} rows, the manifest says {shard['rows']}")
 
 
+def sample_problem(sample: dict[str, np.ndarray], image_size: tuple[int, int], num_classes: int, ignore_index: int) -> str | None:
+    """What is wrong with one decoded sample, or None."""
+    height, width = image_size
+    for name, image in sample.items():
+        if image.shape[:2] != (height, width):
+            return f"{name} is {image.shape[0]}x{image.shape[1]}, the data set's images are {height}x{width}"
+    if "labels" in sample:
+        labels = sample["labels"]
+        wrong = (labels >= num_classes) & (labels != ignore_index)
+        if wrong.any():
+            return (f"label ids {sorted(np.unique(labels[wrong]).tolist())[:5]} are outside the class table "
+                    f"(0..{num_classes - 1}, or {ignore_index} for unlabelled)")
+    for name in ("depth", "sparse_depth"):
+        if name in sample and not (np.isfinite(sample[name]).all() and (sample[name] >= 0).all()):
+            return f"{name} has non-finite or negative values"
+    return None
+
+
 @dataclass(frozen=True)
 class SampleRules:
     """What every decoded sample must satisfy, and what to do with one that does not."""
@@ -66,20 +84,7 @@ class SampleRules:
     log: Any = None  # a SampleLog actor handle: required with on_bad "skip"
 
     def problem(self, sample: dict[str, np.ndarray]) -> str | None:
-        height, width = self.image_size
-        for name, image in sample.items():
-            if image.shape[:2] != (height, width):
-                return f"{name} is {image.shape[0]}x{image.shape[1]}, the data set's images are {height}x{width}"
-        if "labels" in sample:
-            labels = sample["labels"]
-            wrong = (labels >= self.num_classes) & (labels != self.ignore_index)
-            if wrong.any():
-                return (f"label ids {sorted(np.unique(labels[wrong]).tolist())[:5]} are outside the class table "
-                        f"(0..{self.num_classes - 1}, or {self.ignore_index} for unlabelled)")
-        for name in ("depth", "sparse_depth"):
-            if name in sample and not (np.isfinite(sample[name]).all() and (sample[name] >= 0).all()):
-                return f"{name} has non-finite or negative values"
-        return None
+        return sample_problem(sample, self.image_size, self.num_classes, self.ignore_index)
 
     def reject(self, shard: str, sample_id: str, reason: str) -> None:
         """shard: as the store's filesystem names it. Raise (on_bad "error"), or log the skip (on_bad "skip")."""
