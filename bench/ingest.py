@@ -1,29 +1,30 @@
 """python -m bench.ingest [--samples N] [--image-size S] [--repeats R]: decode throughput of the data pipeline.
 
-Samples/s over the same shards (RGB + labels, PNG) into torch batches of 32 for
-  (a) Ray Data streaming decode (read_parquet -> map_batches(decode) -> iter_torch_batches), as training reads,
+Samples/s over the same shards (RGB + labels) into torch batches of 32 for
+  (a) Ray Data streaming decode (data_pipeline.ray_reader.read_split, exactly as training reads),
   (b) a torch DataLoader with the same decode and as many worker processes as Ray Data gets CPUs,
   (c) pyarrow read plus decode in this one process (the floor any pipeline pays),
-and the same decode on raw (uncompressed) image bytes instead of PNG. Prints a table of medians
-over --repeats runs with the ratios a/b and a/c, and writes bench/results/ingest.json.
+each over shards with images stored as .npy and as PNG. Ray Data's first pass in a fresh Ray
+instance (starting its workers and internal actors) is timed apart and left out of the medians,
+as DataLoader's process start is not: every pass of it forks anew. Prints a table of medians over
+--repeats runs with the ratios a/b and a/c, and writes bench/results/ingest.json.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
+import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
 from core.config import SyntheticConfig
-from data_pipeline import codec
+from data_pipeline.codec import ENCODINGS
 from data_pipeline.ray_reader import decode_images, read_split
 from data_pipeline.shards import shard_paths
 from data_pipeline.storage import DataStore
@@ -34,67 +35,38 @@ BATCH = 32
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 
 
-def ray_data(store: DataStore, manifest: dict, cpus: int) -> int:
+def ray_data(store: DataStore, manifest: dict) -> int:
     dataset = read_split(store, manifest, "train", COLUMNS, task_cpus=1.0)
-    rows = 0
-    for batch in dataset.iter_torch_batches(batch_size=BATCH):
-        rows += len(batch["rgb"])
-    return rows
+    return sum(len(batch["rgb"]) for batch in dataset.iter_torch_batches(batch_size=BATCH))
 
 
 class _Shards(torch.utils.data.IterableDataset):
     """Each DataLoader worker reads every n-th shard and yields decoded batches."""
 
-    def __init__(self, paths: list[str], raw: bool):
-        self.paths, self.raw = paths, raw
+    def __init__(self, paths: list[str]):
+        self.paths = paths
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         mine = self.paths[info.id::info.num_workers] if info else self.paths
         for path in mine:
-            yield from _decoded_batches(path, self.raw)
+            yield from _decoded_batches(path)
 
 
-def dataloader(paths: list[str], cpus: int, raw: bool = False) -> int:
-    loader = torch.utils.data.DataLoader(_Shards(paths, raw), batch_size=None, num_workers=cpus, prefetch_factor=4)
+def dataloader(paths: list[str], cpus: int) -> int:
+    loader = torch.utils.data.DataLoader(_Shards(paths), batch_size=None, num_workers=cpus, prefetch_factor=4)
     return sum(len(batch["rgb"]) for batch in loader)
 
 
-def single_process(paths: list[str], raw: bool = False) -> int:
-    return sum(len(batch["rgb"]) for path in paths for batch in _decoded_batches(path, raw))
+def single_process(paths: list[str]) -> int:
+    return sum(len(batch["rgb"]) for path in paths for batch in _decoded_batches(path))
 
 
-def _decoded_batches(path: str, raw: bool):
+def _decoded_batches(path: str):
     table = pq.read_table(path, columns=COLUMNS)
     for start in range(0, table.num_rows, BATCH):
         chunk = {name: np.array(table.column(name).slice(start, BATCH).to_pylist(), dtype=object) for name in COLUMNS}
-        decoded = _decode_raw(chunk) if raw else decode_images(chunk)
-        yield {name: torch.from_numpy(values) for name, values in decoded.items()}
-
-
-def _decode_raw(chunk: dict) -> dict:
-    return {name: np.stack([np.load(io.BytesIO(item)) for item in values]) for name, values in chunk.items()}
-
-
-def _raw_copy(paths: list[str], folder: Path) -> list[str]:
-    """The same shards with each image stored as uncompressed .npy bytes instead of PNG."""
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for path in paths:
-        target = folder / Path(path).name
-        if not target.exists():
-            table = pq.read_table(path, columns=COLUMNS).to_pydict()
-            for name in COLUMNS:
-                encoded = []
-                for item in table[name]:
-                    buffer = io.BytesIO()
-                    np.save(buffer, codec.decode_png(item))
-                    encoded.append(buffer.getvalue())
-                table[name] = encoded
-            pq.write_table(pa.table(table), target, compression="zstd")
-        out.append(str(target))
-    return out
+        yield {name: torch.from_numpy(values) for name, values in decode_images(chunk).items()}
 
 
 def _timed(fn, *args) -> float:
@@ -103,53 +75,70 @@ def _timed(fn, *args) -> float:
     return rows / (time.perf_counter() - start)
 
 
+def _data_sets(args: argparse.Namespace) -> dict[str, tuple[DataStore, dict]]:
+    found = {}
+    for encoding in ENCODINGS:
+        store = DataStore.at(f"data/bench_ingest_{args.samples}_{args.image_size}_{encoding}")
+        found[encoding] = store, ensure_dataset(store, SyntheticConfig(
+            num_train=args.samples, num_val=8, image_size=args.image_size, views_per_scene=8, rows_per_shard=128, encoding=encoding))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=1024)
+    parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs for Ray Data, and DataLoader worker processes")
     args = parser.parse_args()
     import ray
 
-    store = DataStore.at(f"data/bench_ingest_{args.samples}_{args.image_size}")
-    manifest = ensure_dataset(store, SyntheticConfig(num_train=args.samples, num_val=8, image_size=args.image_size,
-                                                     views_per_scene=8, rows_per_shard=128))
-    paths = shard_paths(store, manifest, "train")
-    raw_paths = _raw_copy(paths, Path(store.uri + "_raw"))
+    data_sets = _data_sets(args)
+    disk = {encoding: sum(store.fs.size(store.path(p["path"])) for split in manifest["splits"].values() for p in split["shards"])
+            for encoding, (store, manifest) in data_sets.items()}
     ray.init(num_cpus=args.cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
              runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    from jobs._trainer import quiet_ray_data
+
+    quiet_ray_data()
+    first_pass = _timed(ray_data, *data_sets["npy"])
     figures: dict[str, list[float]] = {}
     for repeat in range(args.repeats):
-        for name, run in (("a: Ray Data", lambda: _timed(ray_data, store, manifest, args.cpus)),
-                          ("b: DataLoader", lambda: _timed(dataloader, paths, args.cpus)),
-                          ("c: one process", lambda: _timed(single_process, paths)),
-                          ("b: DataLoader, raw", lambda: _timed(dataloader, raw_paths, args.cpus, True)),
-                          ("c: one process, raw", lambda: _timed(single_process, raw_paths, True))):
-            figures.setdefault(name, []).append(run())
+        for encoding, (store, manifest) in data_sets.items():
+            paths = shard_paths(store, manifest, "train")
+            figures.setdefault(f"a: Ray Data, {encoding}", []).append(_timed(ray_data, store, manifest))
+            figures.setdefault(f"b: DataLoader, {encoding}", []).append(_timed(dataloader, paths, args.cpus))
+            figures.setdefault(f"c: one process, {encoding}", []).append(_timed(single_process, paths))
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     ray.shutdown()
     medians = {name: statistics.median(values) for name, values in figures.items()}
-    ratios = {"a/b": medians["a: Ray Data"] / medians["b: DataLoader"], "a/c": medians["a: Ray Data"] / medians["c: one process"],
-              "raw/png (one process)": medians["c: one process, raw"] / medians["c: one process"]}
-    png_bytes = sum(os.path.getsize(p) for p in paths)
-    raw_bytes = sum(os.path.getsize(p) for p in raw_paths)
-    print(f"\n{args.samples} samples, {args.image_size}x{args.image_size} RGB + labels, batches of {BATCH}, {args.cpus} CPUs")
-    print(f"{'pipeline':<24}{'samples/s (median)':>20}{'runs':>40}")
-    for name, values in figures.items():
-        print(f"{name:<24}{medians[name]:>20.0f}{', '.join(f'{v:.0f}' for v in values):>40}")
-    for name, value in ratios.items():
-        print(f"{name:<24}{value:>20.2f}")
-    print(f"shards on disk: PNG {png_bytes / 2**20:.1f} MB, raw {raw_bytes / 2**20:.1f} MB")
+    ratios = {}
+    for encoding in ENCODINGS:
+        a = medians[f"a: Ray Data, {encoding}"]
+        ratios[f"a/b {encoding}"] = a / medians[f"b: DataLoader, {encoding}"]
+        ratios[f"a/c {encoding}"] = a / medians[f"c: one process, {encoding}"]
+    ratios["npy/png (one process)"] = medians["c: one process, npy"] / medians["c: one process, png"]
+    _print(args, figures, medians, ratios, first_pass, disk)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "platform": __import__("platform").platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": {"ray": ray.__version__, "torch": torch.__version__},
         "settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios,
-        "bytes": {"png": png_bytes, "raw": raw_bytes},
+        "ray_data_first_pass": first_pass, "bytes_on_disk": disk,
     }, indent=2) + "\n")
     print(f"written: {RESULTS}")
+
+
+def _print(args, figures, medians, ratios, first_pass, disk) -> None:
+    print(f"\n{args.samples} samples, {args.image_size}x{args.image_size} RGB + labels, batches of {BATCH}, {args.cpus} CPUs, "
+          f"median of {args.repeats}")
+    print(f"{'pipeline':<26}{'samples/s':>12}   runs")
+    for name, values in figures.items():
+        print(f"{name:<26}{medians[name]:>12.0f}   {', '.join(f'{v:.0f}' for v in values)}")
+    for name, value in ratios.items():
+        print(f"{name:<26}{value:>12.2f}")
+    print(f"Ray Data first pass in a fresh instance: {first_pass:.0f} samples/s")
+    print("shards on disk: " + ", ".join(f"{encoding} {size / 2**20:.1f} MB" for encoding, size in disk.items()))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class SyntheticConfig(_Strict):
     views_per_scene: int = Field(4, ge=1)
     seed: int = 0
     rows_per_shard: int = Field(64, ge=1)
+    encoding: Literal["npy", "png"] = Field("npy", description="image bytes in the shards; npy decodes faster (bench.ingest)")
 
 
 class SizeStep(_Strict):

@@ -76,10 +76,8 @@ class CityscapesSource:
         return {"sample_id": stem, "rgb": str(image), "labels": str(labels)}
 
     def load(self, item: dict[str, str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """(the row's stored values, the decoded images to check and count)."""
-        rgb_png = Path(item["rgb"]).read_bytes()
+        """(the row's values other than images, the decoded images)."""
         labels = self.lookup[codec.decode_png(Path(item["labels"]).read_bytes())]
-        rgb = codec.decode_png(rgb_png)
-        row = {"sample_id": item["sample_id"], "rgb": rgb_png, "labels": codec.encode_png(labels),
-               "height": rgb.shape[0], "width": rgb.shape[1]}
+        rgb = codec.decode_png(Path(item["rgb"]).read_bytes())
+        row = {"sample_id": item["sample_id"], "height": rgb.shape[0], "width": rgb.shape[1]}
         return row, {"rgb": rgb, "labels": labels}

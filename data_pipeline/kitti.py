@@ -86,7 +86,7 @@ class KittiDepthSource:
         return items
 
     def load(self, item: dict[str, str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """(the row's stored values, the decoded images to check and count), bottom-centre cropped."""
+        """(the row's values other than images, the decoded images), bottom-centre cropped."""
         rgb = codec.decode_png(Path(item["rgb"]).read_bytes())
         height, width = rgb.shape[:2]
         top, left = height - self.crop[0], (width - self.crop[1]) // 2
@@ -102,10 +102,7 @@ class KittiDepthSource:
         intrinsics[0, 2] -= left
         intrinsics[1, 2] -= top
         row = {"sample_id": item["sample_id"], "height": self.crop[0], "width": self.crop[1],
-               "intrinsics": intrinsics.ravel().tolist(), "rgb": codec.encode_png(images["rgb"]),
-               "depth": codec.encode_depth(images["depth"]), "sparse_depth": codec.encode_depth(images["sparse_depth"])}
-        if "labels" in images:
-            row["labels"] = codec.encode_png(images["labels"])
+               "intrinsics": intrinsics.ravel().tolist()}
         return row, images
 
     def _intrinsics(self, item: dict[str, str]) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import ray.data
 
-from data_pipeline import shards
+from data_pipeline import codec, shards
 from data_pipeline.dataset_stats import Progress, Stats, sample_stats
 from data_pipeline.shards import DatasetError
 from data_pipeline.storage import DataStore
@@ -33,11 +33,13 @@ class Source(Protocol):
 
     def items(self) -> dict[str, list[dict[str, str]]]: ...
 
-    def load(self, item: dict[str, str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+    def load(self, item: dict[str, str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(the row's values other than images, the decoded images: rgb, labels, depth in metres, ...)."""
 
 
-def convert(source: Source, out: DataStore, shard_mb: float, on_bad: str, task_cpus: float = 1.0) -> dict[str, Any]:
-    described = source.describe()
+def convert(source: Source, out: DataStore, shard_mb: float, on_bad: str, encoding: str = "npy",
+            task_cpus: float = 1.0) -> dict[str, Any]:
+    described = {**source.describe(), "encoding": encoding}
     if out.exists(shards.MANIFEST):
         existing = shards.read_manifest(out)
         if existing.get("source") == described:
@@ -51,7 +53,7 @@ def convert(source: Source, out: DataStore, shard_mb: float, on_bad: str, task_c
     for split, split_items in items.items():
         writer = shards.ShardWriter(out, split, ROWS_PER_SHARD_CAP, target_bytes=int(shard_mb * 2**20))
         progress = Progress(f"converting {split}", len(split_items))
-        for converted in _converted(source, split_items, task_cpus):
+        for converted in _converted(source, split_items, encoding, task_cpus):
             progress.step()
             size = [converted["row"].get("height"), converted["row"].get("width")]
             if not converted["problem"] and image_size and size != image_size:
@@ -68,32 +70,41 @@ def convert(source: Source, out: DataStore, shard_mb: float, on_bad: str, task_c
             writer.add(converted["row"])
         splits[split] = writer.close()
     manifest = {"name": source.name, "source": described, "classes": source.classes, "ignore_index": source.ignore_index,
-                "image_size": image_size, "depth_scale": 256.0, "splits": splits, "stats": stats.summary(),
+                "image_size": image_size, "encoding": encoding, "depth_scale": codec.DEPTH_SCALE, "splits": splits, "stats": stats.summary(),
                 "skipped_samples": skipped}
     shards.write_manifest(out, manifest)
     return shards.read_manifest(out)
 
 
-def _converted(source: Source, items: list[dict[str, str]], task_cpus: float):
+def _converted(source: Source, items: list[dict[str, str]], encoding: str, task_cpus: float):
     """Each item loaded and checked in a Ray Data task, in the order of the items."""
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # the same source gives the same shards, byte for byte
     context.enable_progress_bars = False
-    dataset = ray.data.from_items(items).map(_load, fn_kwargs={"source": source}, num_cpus=task_cpus)
+    dataset = ray.data.from_items(items).map(_load, fn_kwargs={"source": source, "encoding": encoding}, num_cpus=task_cpus)
     for converted in dataset.iter_rows():
         yield {**converted, "row": pickle.loads(converted["row"])}
 
 
-def _load(item: dict[str, str], source: Source) -> dict[str, Any]:
+def _load(item: dict[str, str], source: Source, encoding: str) -> dict[str, Any]:
     files = ", ".join(f"{k}={v}" for k, v in item.items() if k not in ("sample_id", "camera"))
     try:
         row, images = source.load(item)
     except Exception as err:  # a broken file is a bad sample like any other
-        return {"row": pickle.dumps({"sample_id": item["sample_id"]}), "problem": f"{type(err).__name__}: {err}", "stats": "{}",
-                "files": files}
+        return _bad(item, f"{type(err).__name__}: {err}", files)
     height, width = images["rgb"].shape[:2]
     checked = {k: v for k, v in images.items() if k != "labels" or source.classes}
     problem = sample_problem(checked, (height, width), len(source.classes), source.ignore_index)
+    if problem:
+        return _bad(item, problem, files)
+    try:
+        row.update(codec.encode_images(images, encoding))
+    except ValueError as err:  # depth beyond what 16 bits hold
+        return _bad(item, str(err), files)
     stats = sample_stats(images["rgb"], images.get("depth"), images.get("labels"), len(source.classes), source.ignore_index)
     # Pickled: rows differ in which columns they have, which Arrow would have to unify across blocks.
-    return {"row": pickle.dumps(row), "problem": problem or "", "stats": json.dumps(stats), "files": files}
+    return {"row": pickle.dumps(row), "problem": "", "stats": json.dumps(stats), "files": files}
+
+
+def _bad(item: dict[str, str], problem: str, files: str) -> dict[str, Any]:
+    return {"row": pickle.dumps({"sample_id": item["sample_id"]}), "problem": problem, "stats": "{}", "files": files}

@@ -40,6 +40,7 @@ def generate(store: DataStore, config: SyntheticConfig) -> dict[str, Any]:
         "classes": [{"id": i, "name": name, "color": list(color)} for i, (name, color) in enumerate(CLASSES)],
         "ignore_index": IGNORE_LABEL,
         "image_size": [config.image_size, config.image_size],
+        "encoding": config.encoding,
         "depth_scale": codec.DEPTH_SCALE,
         "metres_per_world_unit": METRES_PER_UNIT,
         "splits": splits,
@@ -57,20 +58,18 @@ def _write_split(store: DataStore, config: SyntheticConfig, split_index: int, sp
         scene = make_scene(rng)
         views_left = min(config.views_per_scene, count - scene_index * config.views_per_scene)
         for view_index, view in enumerate(render_views(scene, rng, views_left, config.image_size)):
-            writer.add(_row(f"{split}-{scene_index:05d}-{view_index}", scene, view))
+            writer.add(_row(f"{split}-{scene_index:05d}-{view_index}", scene, view, config.encoding))
             if stats is not None:
                 stats.add(sample_stats(view.rgb, view.depth, view.labels, len(CLASSES), IGNORE_LABEL))
             progress.step()
     return writer.close()
 
 
-def _row(sample_id: str, scene, view: View) -> dict[str, Any]:
+def _row(sample_id: str, scene, view: View, encoding: str) -> dict[str, Any]:
     return {
         "sample_id": sample_id,
-        "rgb": codec.encode_png(view.rgb),
-        "depth": codec.encode_depth(view.depth),
-        "sparse_depth": codec.encode_depth(view.sparse_depth),
-        "labels": codec.encode_png(view.labels),
+        **codec.encode_images({"rgb": view.rgb, "depth": view.depth, "sparse_depth": view.sparse_depth, "labels": view.labels},
+                              encoding),
         "height": view.rgb.shape[0],
         "width": view.rgb.shape[1],
         "intrinsics": view.intrinsics.ravel().tolist(),

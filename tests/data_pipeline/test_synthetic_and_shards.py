@@ -47,7 +47,7 @@ def test_samples_are_consistent_and_every_class_appears(tiny_dataset):
     table = pq.read_table(tiny_dataset / "train-00000.parquet")
     seen = set()
     for row in table.to_pylist():
-        rgb, labels = codec.decode_png(row["rgb"]), codec.decode_png(row["labels"])
+        rgb, labels = codec.decode_image(row["rgb"]), codec.decode_image(row["labels"])
         depth, sparse = codec.decode_depth(row["depth"]), codec.decode_depth(row["sparse_depth"])
         assert rgb.shape == (32, 32, 3) and labels.shape == depth.shape == sparse.shape == (32, 32)
         assert ((labels == IGNORE_LABEL) == (depth == 0)).all(), "a pixel has a label exactly where it has depth"
@@ -60,15 +60,16 @@ def test_samples_are_consistent_and_every_class_appears(tiny_dataset):
     assert set(range(len(CLASSES))) <= seen
 
 
-def test_shard_round_trip_gives_the_same_arrays(tmp_path):
+@pytest.mark.parametrize("encoding", codec.ENCODINGS)
+def test_shard_round_trip_gives_the_same_arrays(tmp_path, encoding):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)
     labels = rng.integers(0, 5, (8, 12), dtype=np.uint8)
     depth = np.round(rng.uniform(0, 200, (8, 12)) * 256) / 256
     depth[0, :3] = 0.0
     row = {
-        "sample_id": "s0", "rgb": codec.encode_png(rgb), "labels": codec.encode_png(labels),
-        "depth": codec.encode_depth(depth), "sparse_depth": codec.encode_depth(depth * (depth > 100)),
+        "sample_id": "s0",
+        **codec.encode_images({"rgb": rgb, "labels": labels, "depth": depth, "sparse_depth": depth * (depth > 100)}, encoding),
         "height": 8, "width": 12, "intrinsics": list(range(9)), "rotation": list(range(9)), "translation": [1, 2, 3],
         "mesh_verts": [0.0, 1.0, 2.0], "mesh_faces": [0, 0, 0], "mesh_face_labels": [4],
     }
@@ -77,8 +78,8 @@ def test_shard_round_trip_gives_the_same_arrays(tmp_path):
     entry = writer.close()
     assert entry["rows"] == 1 and not list(tmp_path.glob(".*partial"))
     back = pq.read_table(tmp_path / entry["shards"][0]["path"]).to_pylist()[0]
-    assert np.array_equal(codec.decode_png(back["rgb"]), rgb)
-    assert np.array_equal(codec.decode_png(back["labels"]), labels)
+    assert np.array_equal(codec.decode_image(back["rgb"]), rgb)
+    assert np.array_equal(codec.decode_image(back["labels"]), labels)
     assert np.array_equal(codec.decode_depth(back["depth"]), depth.astype(np.float32))
     assert back["translation"] == [1, 2, 3] and back["mesh_face_labels"] == [4]
 
