@@ -1,7 +1,7 @@
 """Checkpoint folders: the training state under fixed keys, written so that a half-written one is never read.
 
 A folder holds state.pt with {"model", "optimizer", "train_state"} and, optionally, previews/
-with PNG images of the predictions at that point. state.pt is written under a temporary name and
+with PNG images of the predictions at that point (and meshes, as .npz of verts, faces, colors). state.pt is written under a temporary name and
 renamed, so a folder without state.pt is incomplete.
 """
 from __future__ import annotations
@@ -19,11 +19,15 @@ STATE_FILE = "state.pt"
 PREVIEWS = "previews"
 
 
-def save(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, train_state: dict[str, Any], previews: list[np.ndarray] = ()) -> None:
+def save(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, train_state: dict[str, Any], previews: list[np.ndarray] = (),
+         meshes: list[dict[str, np.ndarray]] = ()) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(previews):
         (folder / PREVIEWS).mkdir(exist_ok=True)
         Image.fromarray(image).save(folder / PREVIEWS / f"{index:02d}.png")
+    for index, mesh in enumerate(meshes):
+        (folder / PREVIEWS).mkdir(exist_ok=True)
+        np.savez_compressed(folder / PREVIEWS / f"mesh_{index:02d}.npz", **mesh)
     partial = folder / f".{STATE_FILE}.partial"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "train_state": train_state}, partial)
     os.replace(partial, folder / STATE_FILE)
@@ -47,3 +51,7 @@ def saved_epoch(folder: Path) -> int:
 
 def load_previews(folder: Path) -> list[np.ndarray]:
     return [np.asarray(Image.open(p)) for p in sorted((folder / PREVIEWS).glob("*.png"))]
+
+
+def load_meshes(folder: Path) -> list[dict[str, np.ndarray]]:
+    return [dict(np.load(p)) for p in sorted((folder / PREVIEWS).glob("mesh_*.npz"))]

@@ -27,22 +27,59 @@ class ModelConfig(_Strict):
     encoder: Literal["resnet18", "resnet34", "resnet50", "resnext50_32x4d"] = "resnet18"
 
 
+class CompletionModelConfig(_Strict):
+    """The depth-completion network (core.models.depth_completion)."""
+
+    width: int = Field(16, ge=4, description="channels of each branch at full resolution")
+    cspn_iterations: int = Field(0, ge=0, description="CSPN++ refinement iterations; 0 leaves the head out")
+    cspn_kernels: list[int] = Field(default_factory=lambda: [3, 5, 7], min_length=1, description="odd kernel sizes >= 3")
+
+
+class MeshModelConfig(_Strict):
+    """The mesh-reconstruction network (core.models.mesh_reconstruction)."""
+
+    grid: tuple[int, int] = Field((16, 16), description="vertex rows and columns of the image-covering grid mesh")
+    stages: int = Field(2, ge=1, description="GraphConv refinement stages")
+    hidden: int = Field(64, ge=4)
+    smoothness: float = Field(1.0, gt=0.0, description="neighbour smoothing of the least-squares fit to sparse depth")
+    chamfer_points: int = Field(1024, ge=16, description="points sampled per mesh and per ground-truth depth map")
+
+    @model_validator(mode="after")
+    def _grid_has_faces(self) -> "MeshModelConfig":
+        if min(self.grid) < 2:
+            raise ValueError(f"grid {list(self.grid)} has no faces; it needs at least 2 vertex rows and columns")
+        return self
+
+
 class LossConfig(_Strict):
-    weights: dict[str, float] = Field(default_factory=lambda: {"cross_entropy": 1.0},
-                                      description="loss name -> weight; 0 turns a loss off; names are the task's")
+    weights: dict[str, float] | None = Field(None, description="loss name -> weight; 0 turns a loss off; names are the "
+                                                               "task's; unset: the task's default")
     focal_gamma: float = Field(2.0, ge=0.0)
     focal_alpha: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class TaskConfig(_Strict):
-    name: Literal["segmentation"] = "segmentation"
-    inputs: list[Literal["rgb", "depth", "sparse_depth"]] = Field(default_factory=lambda: ["rgb"], min_length=1)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    name: Literal["segmentation", "depth_completion", "mesh_reconstruction"] = "segmentation"
+    inputs: list[Literal["rgb", "depth", "sparse_depth", "labels"]] | None = Field(
+        None, description="data columns the model sees; unset: the task's default")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="segmentation: decoder and encoder")
+    completion: CompletionModelConfig = Field(default_factory=CompletionModelConfig, description="depth_completion: the network")
+    mesh: MeshModelConfig = Field(default_factory=MeshModelConfig, description="mesh_reconstruction: the network")
     loss: LossConfig = Field(default_factory=LossConfig)
 
     @property
+    def model_label(self) -> str:
+        """The model in a few characters, for run names and tables."""
+        if self.name == "depth_completion":
+            completion = self.completion
+            return f"w{completion.width}" + (f"-cspn{completion.cspn_iterations}" if completion.cspn_iterations else "")
+        if self.name == "mesh_reconstruction":
+            return f"grid{self.mesh.grid[0]}x{self.mesh.grid[1]}-s{self.mesh.stages}"
+        return f"{self.model.decoder}-{self.model.encoder}"
+
+    @property
     def input_channels(self) -> int:
-        return sum(3 if name == "rgb" else 1 for name in self.inputs)
+        return sum(3 if name == "rgb" else 1 for name in self.inputs or ["rgb"])
 
 
 class SyntheticConfig(_Strict):
@@ -147,7 +184,7 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _some_loss_is_on(self) -> "ExperimentConfig":
         weights = self.task.loss.weights
-        if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        if weights is not None and (any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values())):
             raise ValueError(f"task.loss.weights = {weights} needs weights >= 0 and at least one above 0")
         return self
 

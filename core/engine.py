@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from core.distributed import all_reduce_sum, world_size
-from core.tasks.base import Task
+from core.tasks.base import Task, batch_length
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Evaluation:
     metrics: dict[str, float]
     baselines: dict[str, float]
     previews: list[np.ndarray] = field(default_factory=list)
+    meshes: list[dict[str, np.ndarray]] = field(default_factory=list)  # {"verts", "faces", "colors"}, from 3D tasks
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], task: Task,
@@ -66,12 +67,12 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
         for name, value in losses.items():
             totals[name] = totals.get(name, 0.0) + value.detach()
         steps += 1
-        samples += len(inputs)
+        samples += batch_length(inputs)
         if on_step is not None:
             if device.type == "cuda":  # kernels run asynchronously: the step ends when the device is done
                 torch.cuda.synchronize(device)
             now = time.perf_counter()
-            on_step(StepTiming(steps, len(inputs), now - step_start, timer.waited - waited_before, loss.item()))
+            on_step(StepTiming(steps, batch_length(inputs), now - step_start, timer.waited - waited_before, loss.item()))
             step_start, waited_before = now, timer.waited
     if steps == 0:
         raise RuntimeError("this worker received no training batch: the train split has fewer rows than workers")
@@ -80,18 +81,25 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[dict], task: Task, device: torch.device, num_previews: int = 0) -> Evaluation:
+def evaluate(model: nn.Module, batches: Iterable[dict], task: Task, device: torch.device, num_previews: int = 0,
+             on_batch: Callable[[dict, Any], None] | None = None) -> Evaluation:
+    """on_batch(batch, outputs): sees every batch's predictions (jobs.evaluate exports them)."""
     model.eval()
     state = task.new_metrics()
     previews: list[np.ndarray] = []
+    meshes: list[dict[str, np.ndarray]] = []
     for batch in batches:
         inputs, targets = task.split_batch(batch, device)
         outputs = model(inputs)
         state.update(outputs, targets)
+        if on_batch is not None:
+            on_batch(batch, outputs)
         if len(previews) < num_previews:
             previews += task.previews(inputs, outputs, targets)[: num_previews - len(previews)]
+            if hasattr(task, "preview_meshes"):
+                meshes += task.preview_meshes(outputs)[: num_previews - len(meshes)]
     state.all_reduce()
-    return Evaluation(state.compute(), state.baselines(), previews)
+    return Evaluation(state.compute(), state.baselines(), previews, meshes)
 
 
 def _mean_over_workers(values: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from core.config import TaskConfig
 from core.run_dir import METRICS, SUMMARY, read_metrics
 
 # Keys that label a run rather than change what it trains: ignored when grouping an ablation.
@@ -52,16 +53,15 @@ def row(run: Run) -> dict[str, Any]:
     monitor = summary.get("monitor", "val/miou")
     best = summary.get("best") or {}
     last = summary.get("last") or {}
-    weights = config["task"]["loss"]["weights"]
+    weights = config["task"]["loss"]["weights"] or {}
     data = summary.get("data", {})
-    model = config["task"]["model"]
     return {
         "run": run.name,
         "task": config["task"]["name"],
         "data": f"{Path(config['data']['uri']).name} ({data.get('train', '?')} train / {data.get('val', '?')} val)",
         "stages": len(config.get("stages", [])) or 1,
         "losses": ", ".join(f"{name} x{weight:g}" for name, weight in weights.items() if weight > 0),
-        "model": f"{model['decoder']}-{model['encoder']}",
+        "model": TaskConfig.model_validate(config["task"]).model_label,
         "batch x workers": f"{config['train']['batch_size']} x {config['scaling']['num_workers']}",
         "lr": config["train"]["optimizer"]["lr"],
         "epochs": f"{summary.get('epochs_completed', len(run.records))}/{config['train']['epochs']}",

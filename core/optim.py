@@ -14,11 +14,12 @@ def build_optimizer(config: OptimizerConfig, parameters: Iterable[torch.nn.Param
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def build_plateau(config: PlateauConfig | None, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
-    """On the monitored validation metric, which is higher-is-better for every task."""
+def build_plateau(config: PlateauConfig | None, optimizer: torch.optim.Optimizer,
+                  mode: str = "max") -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """On the task's monitored validation metric; mode: which way it improves."""
     if config is None:
         return None
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=config.patience, factor=config.factor,
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, patience=config.patience, factor=config.factor,
                                                       min_lr=config.min_lr)
 
 

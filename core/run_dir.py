@@ -28,8 +28,7 @@ TENSORBOARD = "tb"
 
 def run_name(config: ExperimentConfig, now: datetime) -> str:
     """Like researchers name runs by hand: when, what, and the hyperparameters that differ most."""
-    model = config.task.model
-    return (f"{now:%Y%m%d-%H%M%S}_{config.name}_{config.task.name}_{model.decoder}-{model.encoder}"
+    return (f"{now:%Y%m%d-%H%M%S}_{config.name}_{config.task.name}_{config.task.model_label}"
             f"_bs{config.train.batch_size}x{config.scaling.num_workers}_lr{config.train.optimizer.lr:g}")
 
 
@@ -70,7 +69,7 @@ class RunLogger:
         self.folder = folder
         self.writer = SummaryWriter(str(folder / TENSORBOARD))
 
-    def log(self, record: dict[str, Any], step: int, images: list[np.ndarray] = ()) -> None:
+    def log(self, record: dict[str, Any], step: int, images: list[np.ndarray] = (), meshes: list[dict[str, np.ndarray]] = ()) -> None:
         with open(self.folder / METRICS, "a") as handle:
             handle.write(json.dumps(_finite(record)) + "\n")
         for key, value in record.items():
@@ -78,6 +77,9 @@ class RunLogger:
                 self.writer.add_scalar(key, value, step)
         for index, image in enumerate(images):
             self.writer.add_image(f"val/prediction_{index}", image, step, dataformats="HWC")
+        for index, mesh in enumerate(meshes):
+            self.writer.add_mesh(f"val/mesh_{index}", vertices=mesh["verts"][None], faces=mesh["faces"][None],
+                                 colors=mesh["colors"][None], global_step=step)
         self.writer.flush()
 
     def close(self) -> None:

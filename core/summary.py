@@ -4,10 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 
-def summarise(records: list[dict[str, Any]], monitor: str, planned_epochs: int, **facts: Any) -> dict[str, Any]:
+def summarise(records: list[dict[str, Any]], monitor: str, planned_epochs: int, monitor_mode: str = "max",
+              **facts: Any) -> dict[str, Any]:
     """facts: status, wall_time_s, checkpoint, error, data, ... copied as they are."""
     scored = [r for r in records if isinstance(r.get(monitor), (int, float))]
-    best = max(scored, key=lambda r: r[monitor]) if scored else None
+    best = (max if monitor_mode == "max" else min)(scored, key=lambda r: r[monitor]) if scored else None
     last = records[-1] if records else None
     return {
         **facts,
@@ -15,6 +16,7 @@ def summarise(records: list[dict[str, Any]], monitor: str, planned_epochs: int, 
         "epochs_planned": planned_epochs,
         "restarts_from_checkpoint": int(last.get("restarts_from_checkpoint", 0)) if last else 0,
         "monitor": monitor,
+        "monitor_mode": monitor_mode,
         "best": {"epoch": best["epoch"], monitor: best[monitor], "metrics": best} if best else None,
         "last": last,
         "baselines": {k: v for k, v in (last or {}).items() if k.startswith("baseline/")},
@@ -30,7 +32,8 @@ def headline(summary: dict[str, Any]) -> list[str]:
         for key, value in summary["baselines"].items():
             lines.append(f"{key}: {value:.4f} (trivial predictor on the same data)")
         last = summary["last"]
-        others = [k for k in ("val/pixel_acc", "train/loss", "train/samples_per_s") if isinstance(last.get(k), (int, float))]
+        shown = ("val/pixel_acc", "val/mae", "val/chamfer", "val/miou", "train/loss", "train/samples_per_s")
+        others = [k for k in shown if k != monitor and isinstance(last.get(k), (int, float))]
         lines += [f"last {k}: {last[k]:.4g}" for k in others]
     skipped = (summary.get("skipped_samples") or {}).get("count", 0)
     if skipped:

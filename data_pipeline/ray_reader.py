@@ -19,7 +19,8 @@ from data_pipeline.shards import shard_paths
 from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules
 
-DECODERS = {"rgb": codec.decode_image, "labels": codec.decode_image, "depth": codec.decode_depth, "sparse_depth": codec.decode_depth}
+IMAGES = {"rgb": codec.decode_image, "labels": codec.decode_image, "depth": codec.decode_depth, "sparse_depth": codec.decode_depth}
+DECODERS = {**IMAGES, "intrinsics": lambda values: np.asarray(values, dtype=np.float32).reshape(3, 3)}
 _IDENTITY = ("path", "sample_id")
 
 
@@ -53,7 +54,7 @@ def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None
         except Exception as err:  # PIL names a broken PNG in several ways
             sample, problem = None, f"an image does not decode ({type(err).__name__}: {err})"
         else:
-            problem = rules.problem(sample) if rules else None
+            problem = rules.problem({k: v for k, v in sample.items() if k in IMAGES}) if rules else None
         if problem is None and sample is not None:
             for name, image in sample.items():
                 kept[name].append(image)
@@ -71,6 +72,8 @@ def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None
 
 def _empty(name: str, rules: SampleRules) -> np.ndarray:
     """A column with no rows (every sample of the batch was skipped), shaped like a full one."""
+    if name == "intrinsics":
+        return np.empty((0, 3, 3), dtype=np.float32)
     height, width = rules.image_size
     shape = (0, height, width, 3) if name == "rgb" else (0, height, width)
     return np.empty(shape, dtype=np.uint8 if name in ("rgb", "labels") else np.float32)

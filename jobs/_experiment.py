@@ -60,7 +60,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         facts["error"] = f"DatasetError: {bad_sample}"
     facts["skipped_samples"] = {"count": len(skipped), "samples": skipped[:_SKIPPED_LISTED]}
     summary = summarise(
-        runs.read_metrics(run_dir), task.monitor, config.train.epochs, **facts, wall_time_s=time.time() - started,
+        runs.read_metrics(run_dir), task.monitor, config.train.epochs, task.monitor_mode, **facts, wall_time_s=time.time() - started,
         run_dir=str(run_dir), data={"uri": store.uri, **{s: v["rows"] for s, v in manifest["splits"].items()}},
     )
     runs.write_json(run_dir / runs.SUMMARY, summary)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray.train import Checkpoint, UserCallback
 
-from core.checkpoint import load_previews
+from core.checkpoint import load_meshes, load_previews
 from core.run_dir import RunLogger
 
 
@@ -22,20 +22,21 @@ class RunDirCallback(UserCallback):
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
         record = dict(metrics[0])  # rank 0's figures, already reduced over all workers
-        images = []
+        images, meshes = [], []
         if checkpoint is not None:
             record["checkpoint"] = checkpoint.path
             with checkpoint.as_directory() as folder:
-                images = load_previews(Path(folder))
+                images, meshes = load_previews(Path(folder)), load_meshes(Path(folder))
         if self._logger is None:
             self._logger = RunLogger(self.run_dir)
-        self._logger.log(record, step=int(record["epoch"]), images=images)
+        self._logger.log(record, step=int(record["epoch"]), images=images, meshes=meshes)
         print(_progress_line(record), file=sys.stderr, flush=True)
 
 
 def _progress_line(record: dict[str, Any]) -> str:
     shown = [f"epoch {record['epoch']}"]
-    for key in ("train/loss", "val/miou", "val/pixel_acc", "train/samples_per_s"):
+    for key in ("train/loss", "val/miou", "val/pixel_acc", "val/rmse", "val/mae", "val/depth_mae", "val/chamfer",
+                "train/samples_per_s"):
         if isinstance(record.get(key), float):
             shown.append(f"{key} {record[key]:.4g}")
     return "  ".join(shown)

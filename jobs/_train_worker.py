@@ -20,7 +20,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 from core import checkpoint
 from core.augment import augment_batch
 from core.config import AugmentConfig, ExperimentConfig
-from core.engine import evaluate, train_epoch
+from core.engine import Evaluation, evaluate, train_epoch
 from core.optim import apply_hyperparameters, build_optimizer, build_plateau
 from core.tasks import build_task
 from jobs._dashboard_metrics import DashboardMetrics
@@ -39,7 +39,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(task.build_model())
     device = ray.train.torch.get_device()
     optimizer = build_optimizer(config.train.optimizer, model.parameters())
-    plateau = build_plateau(config.train.plateau, optimizer)
+    plateau = build_plateau(config.train.plateau, optimizer, task.monitor_mode)
     first_epoch, restarts = _restore(model, optimizer, plateau, config, loop_config.get("init_checkpoint"))
 
     dashboard = DashboardMetrics(loop_config["run_name"], rank)
@@ -73,7 +73,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if plateau is not None:
             plateau.step(metrics[task.monitor])
         train_state = {"epoch": epoch, "restarts": restarts, "plateau": plateau.state_dict() if plateau else None}
-        _report(metrics, rank, model, optimizer, train_state, result.previews)
+        _report(metrics, rank, model, optimizer, train_state, result)
 
 
 def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, plateau, config: ExperimentConfig,
@@ -105,11 +105,11 @@ def _load_plateau(plateau, state: dict[str, Any]) -> None:
         plateau.load_state_dict(state["plateau"])
 
 
-def _report(metrics: dict[str, float], rank: int, model, optimizer, train_state: dict, previews: list[np.ndarray]) -> None:
+def _report(metrics: dict[str, float], rank: int, model, optimizer, train_state: dict, result: Evaluation) -> None:
     with tempfile.TemporaryDirectory() as folder:
         saved = None
         if rank == 0:
-            checkpoint.save(Path(folder), _unwrap(model), optimizer, train_state, previews)
+            checkpoint.save(Path(folder), _unwrap(model), optimizer, train_state, result.previews, result.meshes)
             saved = ray.train.Checkpoint.from_directory(folder)
         ray.train.report(metrics, checkpoint=saved)
 

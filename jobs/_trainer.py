@@ -36,7 +36,7 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
             name="ray_train",
             storage_path=str(run_dir),
             checkpoint_config=CheckpointConfig(
-                num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order="max"
+                num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order=task.monitor_mode
             ),
             callbacks=[RunDirCallback(run_dir), *extra_callbacks],
         ),

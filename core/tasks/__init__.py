@@ -14,4 +14,4 @@ def build_task(config: TaskConfig, manifest: dict[str, Any]) -> Task:
     return TASKS.get(config.name)(config, manifest)
 
 
-from core.tasks import segmentation  # noqa: E402,F401  (registers itself)
+from core.tasks import depth_completion, mesh_reconstruction, segmentation  # noqa: E402,F401  (each registers itself)

@@ -12,11 +12,13 @@ from core.losses import cross_entropy, focal_loss
 from core.metrics import ConfusionMatrix, constant_prediction_miou
 from core.models.segmentation import INPUT_MULTIPLE, build_segmentation_model
 from core.tasks import TASKS
+from core.tasks.base import active_losses
+from core.tasks.image_inputs import ImageInputs
 
 
 @TASKS.register("segmentation")
 class SegmentationTask:
-    monitor = "val/miou"
+    monitor, monitor_mode = "val/miou", "max"
     loss_names = ("cross_entropy", "focal")
 
     def __init__(self, config: TaskConfig, manifest: dict[str, Any]):
@@ -26,35 +28,29 @@ class SegmentationTask:
         self.ignore_index = manifest["ignore_index"]
         self.majority_class = int(np.argmax(manifest["stats"]["class_pixels"]))
         stats = manifest["stats"]
-        self.rgb_mean = torch.tensor(stats["rgb_mean"]).view(1, 3, 1, 1)
-        self.rgb_std = torch.tensor(stats["rgb_std"]).view(1, 3, 1, 1)
+        self.images = ImageInputs(stats)
         self.depth_mean, self.depth_std = stats["depth_mean_m"], stats["depth_std_m"]
-        unknown = sorted(set(config.loss.weights) - set(self.loss_names))
-        if unknown:
-            raise ValueError(f"task.loss.weights names {unknown}; the segmentation task's losses are {list(self.loss_names)}")
-        self.loss_weights = {name: w for name, w in config.loss.weights.items() if w > 0}
-        self.columns = list(dict.fromkeys([*config.inputs, "labels"]))
+        self.loss_weights = active_losses(config.loss.weights or {"cross_entropy": 1.0}, self.loss_names, "segmentation")
+        self.inputs = config.inputs or ["rgb"]
+        if "labels" in self.inputs:
+            raise ValueError("task.inputs names labels, the segmentation task's target; inputs can be rgb, depth, sparse_depth")
+        self.columns = list(dict.fromkeys([*self.inputs, "labels"]))
         height, width = manifest["image_size"]
         if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
             raise ValueError(f"images are {height}x{width}; the segmentation encoders need sides divisible by {INPUT_MULTIPLE}")
 
-    @property
-    def in_channels(self) -> int:
-        return self.config.input_channels
-
     def build_model(self) -> nn.Module:
-        return build_segmentation_model(self.config.model, self.in_channels, len(self.class_names))
+        in_channels = sum(3 if name == "rgb" else 1 for name in self.inputs)
+        return build_segmentation_model(self.config.model, in_channels, len(self.class_names))
 
     def split_batch(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        channels = [self._channel(name, batch[name]) for name in self.config.inputs]
+        channels = [self._channel(name, batch[name]) for name in self.inputs]
         return torch.cat(channels, dim=1).to(device), batch["labels"].long().to(device)
 
     def _channel(self, name: str, values: torch.Tensor) -> torch.Tensor:
         if name == "rgb":
-            return (values.permute(0, 3, 1, 2).float() / 255.0 - self.rgb_mean) / self.rgb_std
-        depth = values.float().unsqueeze(1)
-        if not torch.isfinite(depth).all():
-            raise ValueError(f"input column {name!r} holds non-finite values; depth must be metres >= 0, 0 where unknown")
+            return self.images.rgb(values)
+        depth = self.images.depth(values, name)
         # Missing depth (0) becomes 0 after normalisation too, the mean depth, instead of an outlier.
         return torch.where(depth > 0, (depth - self.depth_mean) / self.depth_std, torch.zeros_like(depth))
 
@@ -70,8 +66,7 @@ class SegmentationTask:
         return SegmentationMetrics(self.class_names, self.ignore_index, self.majority_class)
 
     def previews(self, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> list[np.ndarray]:
-        rgb = (inputs[:, :3].cpu() * self.rgb_std + self.rgb_mean).clamp(0, 1) * 255
-        rgb = rgb.permute(0, 2, 3, 1).to(torch.uint8).numpy()
+        rgb = self.images.rgb_image(inputs[:, :3])
         palette = np.concatenate([self.colors, np.zeros((256 - len(self.colors), 3), np.uint8)])
         truth = palette[targets.cpu().numpy()]
         predicted = palette[outputs.argmax(1).cpu().numpy()]

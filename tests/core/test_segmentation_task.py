@@ -8,36 +8,14 @@ from core.engine import evaluate, train_epoch
 from core.optim import build_optimizer
 from core.config import OptimizerConfig
 from core.tasks import TASKS, build_task
-from data_pipeline.ray_reader import decode_images
-from data_pipeline.shards import read_manifest, shard_paths
-from data_pipeline.storage import DataStore
-
-import pyarrow.parquet as pq
-
-
-def _manifest(image_size=32):
-    return {
-        "classes": [{"name": n, "color": [i * 40, 0, 0]} for i, n in enumerate(["a", "b", "c"])],
-        "ignore_index": 255,
-        "image_size": [image_size, image_size],
-        "stats": {"rgb_mean": [0.5] * 3, "rgb_std": [0.25] * 3, "depth_mean_m": 100.0, "depth_std_m": 10.0, "class_pixels": [5, 9, 1]},
-    }
-
-
-def _random_batch(n=2, size=32):
-    return {
-        "rgb": torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8),
-        "depth": torch.rand(n, size, size) * 120,
-        "sparse_depth": torch.rand(n, size, size) * 120 * (torch.rand(n, size, size) < 0.05),
-        "labels": torch.randint(0, 3, (n, size, size), dtype=torch.uint8),
-    }
+from tests.core.task_batches import manifest_for, random_batch, synthetic_batches
 
 
 @pytest.mark.parametrize("decoder, encoder", list(itertools.product(["unet", "fpn", "deeplabv3plus"], ["resnet18", "resnext50_32x4d"])) + [("fpn", "resnet34"), ("fpn", "resnet50")])
 def test_every_decoder_encoder_pair_returns_named_losses(decoder, encoder):
-    task = build_task(TaskConfig(model={"decoder": decoder, "encoder": encoder}), _manifest())
+    task = build_task(TaskConfig(model={"decoder": decoder, "encoder": encoder}), manifest_for())
     model = task.build_model()
-    inputs, targets = task.split_batch(_random_batch(), torch.device("cpu"))
+    inputs, targets = task.split_batch(random_batch(), torch.device("cpu"))
     outputs = model(inputs)
     assert outputs.shape == (2, 3, 32, 32)
     losses = task.losses(outputs, targets)
@@ -46,19 +24,19 @@ def test_every_decoder_encoder_pair_returns_named_losses(decoder, encoder):
 
 def test_extra_depth_channels_and_focal_loss():
     config = TaskConfig(inputs=["rgb", "depth", "sparse_depth"], loss={"weights": {"focal": 1.0, "cross_entropy": 0.0}, "focal_gamma": 2.0, "focal_alpha": 0.25})
-    task = build_task(config, _manifest())
-    assert task.in_channels == 5 and task.columns == ["rgb", "depth", "sparse_depth", "labels"]
-    inputs, targets = task.split_batch(_random_batch(), torch.device("cpu"))
+    task = build_task(config, manifest_for())
+    assert task.columns == ["rgb", "depth", "sparse_depth", "labels"]
+    inputs, targets = task.split_batch(random_batch(), torch.device("cpu"))
     assert inputs.shape == (2, 5, 32, 32) and torch.isfinite(inputs).all()
     assert list(task.losses(task.build_model()(inputs), targets)) == ["focal"]
 
 
 def test_weighted_losses_are_summed_by_the_engine():
-    task = build_task(TaskConfig(loss={"weights": {"cross_entropy": 0.5, "focal": 2.0}}), _manifest())
+    task = build_task(TaskConfig(loss={"weights": {"cross_entropy": 0.5, "focal": 2.0}}), manifest_for())
     assert task.loss_weights == {"cross_entropy": 0.5, "focal": 2.0}
     model = task.build_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    batch = _random_batch()
+    batch = random_batch()
     torch.manual_seed(1)  # the same dropout masks in both passes
     stats = train_epoch(model, optimizer, [batch], task, torch.device("cpu"))
     assert set(stats.losses) == {"cross_entropy", "focal"}
@@ -73,12 +51,12 @@ def test_weighted_losses_are_summed_by_the_engine():
 
 def test_unknown_loss_name_lists_the_task_losses():
     with pytest.raises(ValueError, match="'cross_entropy', 'focal'"):
-        build_task(TaskConfig(loss={"weights": {"dice": 1.0}}), _manifest())
+        build_task(TaskConfig(loss={"weights": {"dice": 1.0}}), manifest_for())
 
 
 def test_image_size_the_encoder_cannot_take_is_refused():
     with pytest.raises(ValueError, match="divisible by 32"):
-        build_task(TaskConfig(), _manifest(image_size=48))
+        build_task(TaskConfig(), manifest_for(image_size=48))
 
 
 def test_unknown_task_lists_the_known_ones():
@@ -88,12 +66,8 @@ def test_unknown_task_lists_the_known_ones():
 
 def test_model_learns_on_the_synthetic_data_without_ray(tiny_dataset):
     torch.manual_seed(0)
-    store = DataStore.at(tiny_dataset)
-    manifest = read_manifest(store)
+    manifest, batches = synthetic_batches(tiny_dataset, ["rgb", "labels"])
     task = build_task(TaskConfig(), manifest)
-    table = pq.read_table(shard_paths(store, manifest, "train"), columns=task.columns).to_pydict()
-    decoded = decode_images({k: __import__("numpy").array(v, dtype=object) for k, v in table.items()})
-    batches = [{k: torch.from_numpy(v[i:i + 8]) for k, v in decoded.items()} for i in range(0, 16, 8)]
     model = task.build_model()
     optimizer = build_optimizer(OptimizerConfig(lr=3e-3), model.parameters())
     device = torch.device("cpu")
@@ -109,18 +83,18 @@ def test_model_learns_on_the_synthetic_data_without_ray(tiny_dataset):
 
 
 def test_nan_in_depth_input_is_an_error_naming_the_column():
-    task = build_task(TaskConfig(inputs=["rgb", "sparse_depth"]), _manifest())
-    batch = _random_batch()
+    task = build_task(TaskConfig(inputs=["rgb", "sparse_depth"]), manifest_for())
+    batch = random_batch()
     batch["sparse_depth"][0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="'sparse_depth' holds non-finite"):
         task.split_batch(batch, torch.device("cpu"))
 
 
 def test_non_finite_loss_stops_the_epoch_with_the_loss_named():
-    task = build_task(TaskConfig(), _manifest())
+    task = build_task(TaskConfig(), manifest_for())
     model = task.build_model()
     with torch.no_grad():
         model.segmentation_head[0].bias.fill_(float("nan"))
     optimizer = build_optimizer(OptimizerConfig(), model.parameters())
     with pytest.raises(FloatingPointError, match="step 0 .*cross_entropy=nan"):
-        train_epoch(model, optimizer, [_random_batch()], task, torch.device("cpu"))
+        train_epoch(model, optimizer, [random_batch()], task, torch.device("cpu"))
