@@ -1,0 +1,100 @@
+"""python -m jobs.evaluate RUN_DIR_OR_CHECKPOINT [--split val] [--export DIR]: score a trained model on a split.
+
+Takes a run directory (its summary's checkpoint) or one checkpoint folder inside it, rebuilds the
+model from the run's config.yaml, and scores the split in this process, without Ray. Writes
+RUN_DIR/eval_SPLIT/: metrics.json (the task's metrics and baselines), table.md (one row per metric,
+per class for segmentation), previews/*.png; prints the table. --export DIR writes the predictions
+in the benchmark's format (see data_pipeline.export).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from core import checkpoint
+from core.config import ConfigError, load_config
+from core.engine import evaluate
+from core.tasks import build_task
+from data_pipeline.export import PredictionExport
+from data_pipeline.local_reader import split_batches
+from data_pipeline.shards import DatasetError, read_manifest
+from data_pipeline.storage import DataStore
+from jobs.train import USAGE_ERROR
+
+CPU = torch.device("cpu")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    try:
+        run_dir, folder = _locate(args.target)
+        config = load_config(run_dir / "config.yaml")
+        store = DataStore.at(config.data.uri, config.data.endpoint_url)
+        manifest = read_manifest(store)
+        task = build_task(config.task, manifest)
+        model = task.build_model()
+        checkpoint.load(folder, model)
+        export = PredictionExport(args.export, manifest, config.task.name) if args.export else None
+        batches = split_batches(store, manifest, args.split, task.columns, config.train.batch_size)
+        result = evaluate(model, batches, task, CPU, num_previews=args.previews, on_batch=export)
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    out = run_dir / f"eval_{args.split}"
+    table = _table(result.metrics, result.baselines)
+    _write(out, args, folder, result, table)
+    print(f"{config.name} ({config.task.name}), checkpoint {folder}, split {args.split}\n{table}\nwritten: {out}")
+    if export is not None:
+        print(f"exported {export.written} predictions to {args.export}")
+    return 0
+
+
+def _locate(target: Path) -> tuple[Path, Path]:
+    """(run directory, checkpoint folder) for a run directory or a checkpoint folder in one."""
+    if (target / checkpoint.STATE_FILE).is_file():
+        run_dir = next((p for p in target.parents if (p / "config.yaml").is_file()), None)
+        if run_dir is None:
+            raise FileNotFoundError(f"{target} is a checkpoint outside any run directory (no config.yaml above it)")
+        return run_dir, target
+    summary = target / "summary.json"
+    if not summary.is_file():
+        raise FileNotFoundError(f"{target} is neither a run directory (with summary.json) nor a checkpoint folder (with "
+                                f"{checkpoint.STATE_FILE})")
+    saved = json.loads(summary.read_text()).get("checkpoint")
+    if not saved:
+        raise FileNotFoundError(f"{summary} names no checkpoint: the run saved none")
+    return target, Path(saved)
+
+
+def _table(metrics: dict[str, float], baselines: dict[str, float]) -> str:
+    rows = ["| metric | value |", "|---|---|"]
+    rows += [f"| {name} | {value:.4f} |" for name, value in metrics.items()]
+    rows += [f"| baseline: {name} | {value:.4f} |" for name, value in baselines.items()]
+    return "\n".join(rows)
+
+
+def _write(out: Path, args: argparse.Namespace, folder: Path, result, table: str) -> None:
+    (out / "previews").mkdir(parents=True, exist_ok=True)
+    record = {"split": args.split, "checkpoint": str(folder), "metrics": result.metrics, "baselines": result.baselines}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "table.md").write_text(table + "\n")
+    for index, image in enumerate(result.previews):
+        Image.fromarray(image).save(out / "previews" / f"{index:02d}.png")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("target", type=Path, help="a run directory, or a checkpoint folder inside one")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--export", type=Path, help="write predictions in the benchmark's format to this folder")
+    parser.add_argument("--previews", type=int, default=8, help="visualisations written (default 8)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

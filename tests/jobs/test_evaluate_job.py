@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import torch
+
+from core import checkpoint
+from core.config import load_config, to_yaml
+from core.engine import evaluate
+from core.tasks import build_task
+from data_pipeline import codec
+from data_pipeline.export import PredictionExport, _cityscapes_label_ids
+from data_pipeline.local_reader import split_batches
+from data_pipeline.shards import read_manifest
+from data_pipeline.storage import DataStore
+from jobs import evaluate as evaluate_job
+from jobs.train import DEFAULT_CONFIG
+
+
+def _run_dir(tmp_path, tiny_dataset, overrides=()):
+    """A run directory as jobs.train leaves it: config.yaml, a checkpoint, summary.json naming it."""
+    config = load_config(DEFAULT_CONFIG, [f"data.uri={tiny_dataset}", *overrides])
+    manifest = read_manifest(DataStore.at(tiny_dataset))
+    torch.manual_seed(0)
+    model = build_task(config.task, manifest).build_model()
+    run_dir = tmp_path / "run"
+    saved = run_dir / "ray_train" / "checkpoint_0"
+    checkpoint.save(saved, model, torch.optim.SGD(model.parameters(), lr=0.1), {"epoch": 0})
+    (run_dir / "config.yaml").write_text(to_yaml(config))
+    (run_dir / "summary.json").write_text(json.dumps({"checkpoint": str(saved)}))
+    return run_dir, config, manifest, model
+
+
+def test_scores_the_split_and_exports_one_png_per_sample(tmp_path, tiny_dataset):
+    run_dir, config, manifest, model = _run_dir(tmp_path, tiny_dataset)
+    assert evaluate_job.main([str(run_dir), "--export", str(tmp_path / "out"), "--previews", "2"]) == 0
+    task = build_task(config.task, manifest)
+    store = DataStore.at(tiny_dataset)
+    expected = evaluate(model, split_batches(store, manifest, "val", task.columns, 4), task, torch.device("cpu"))
+    written = json.loads((run_dir / "eval_val" / "metrics.json").read_text())
+    assert written["metrics"]["miou"] == expected.metrics["miou"] and written["baselines"] == expected.baselines
+    assert "| iou/road |" in (run_dir / "eval_val" / "table.md").read_text()
+    assert len(list((run_dir / "eval_val" / "previews").glob("*.png"))) == 2
+    batch = next(split_batches(store, manifest, "val", task.columns, 4))
+    inputs, _ = task.split_batch(batch, torch.device("cpu"))
+    model.eval()
+    predicted = model(inputs).argmax(1).numpy()
+    exported = codec.decode_png((tmp_path / "out" / f"{batch['sample_id'][0]}.png").read_bytes())
+    assert np.array_equal(exported, predicted[0])
+    assert len(list((tmp_path / "out").glob("*.png"))) == manifest["splits"]["val"]["rows"]
+
+
+def test_depth_predictions_export_as_kitti_uint16_pngs_named_like_the_inputs(tmp_path):
+    export = PredictionExport(tmp_path, {"name": "kitti-depth-completion"}, "depth_completion")
+    depth = torch.tensor([[[[0.0, 1.5], [80.25, 300.0]]]])
+    export({"sample_id": ["selection_2011_09_26_drive_0002_sync_image_0000000005_image_02"]}, {"depth": depth})
+    stored = codec.decode_png((tmp_path / "2011_09_26_drive_0002_sync_image_0000000005_image_02.png").read_bytes())
+    assert stored.dtype == np.uint16 and stored.tolist() == [[0, 384], [20544, 65535]]
+
+
+def test_cityscapes_classes_map_back_to_label_ids():
+    train_ids = _cityscapes_label_ids("trainids")
+    assert (train_ids[0], train_ids[10], train_ids[13], train_ids[18]) == (7, 23, 26, 33)  # road, sky, car, bicycle
+    categories = _cityscapes_label_ids("categories")
+    assert (categories[0], categories[4], categories[5]) == (7, 23, 24)  # flat -> road, sky -> sky, human -> person
+
+
+def test_a_folder_that_is_no_run_is_a_clear_error(tmp_path, capsys):
+    assert evaluate_job.main([str(tmp_path)]) == 2
+    assert "neither a run directory" in capsys.readouterr().err
