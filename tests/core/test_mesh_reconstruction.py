@@ -101,3 +101,34 @@ def test_meshes_reach_tensorboard_through_the_checkpoint(tmp_path):
     tags = {value.tag for path in (tmp_path / TENSORBOARD).glob("events.*")
             for event in EventFileLoader(str(path)).Load() for value in event.summary.value}
     assert {"val/mesh_0_VERTEX", "val/mesh_0_FACE", "val/mesh_0_COLOR"} <= tags
+
+
+def test_metrics_match_hand_computed_values():
+    from pytorch3d.loss import chamfer_distance
+    from pytorch3d.ops import sample_points_from_meshes
+
+    from core.tasks.mesh_reconstruction import MeshMetrics, truth_points
+
+    intrinsics = torch.tensor([[[2.0, 0, 1], [0, 2.0, 1], [0, 0, 1]]])
+    truth = torch.tensor([[[[4.0, 0.0], [2.0, 8.0]]]])
+    # Pixel centres (0.5, 0.5), (0.5, 1.5), (1.5, 1.5); PyTorch3D's view space has +X left, +Y up:
+    # X = -(u - cx) z / fx, Y = -(v - cy) z / fy.
+    points, lengths = truth_points(truth, intrinsics, count=8)
+    assert lengths.tolist() == [3]
+    assert torch.allclose(points[0, :3], torch.tensor([[1.0, 1.0, 4.0], [0.5, -0.5, 2.0], [-2.0, -2.0, 8.0]]))
+
+    task = _task()
+    inputs, targets = task.split_batch(_batch(1, 32), CPU)
+    outputs = task.build_model()(inputs)
+    outputs["depth"] = targets["depth"] + 0.5  # 0.5 m off everywhere
+    outputs["initial_depth"] = targets["depth"] - 2.0
+    outputs["semantic"] = torch.nn.functional.one_hot(targets["labels"], 3).permute(0, 3, 1, 2).float()  # right everywhere
+    metrics = MeshMetrics(["a", "b", "c"], 255, majority_class=0, chamfer_points=64)
+    metrics.update(outputs, targets)
+    figures, baselines = metrics.compute(), metrics.baselines()
+    assert figures["depth_mae"] == pytest.approx(0.5) and baselines["initial_mesh_depth_mae"] == pytest.approx(2.0)
+    assert figures["miou"] == pytest.approx(1.0)
+    torch.manual_seed(0)
+    sampled = sample_points_from_meshes(outputs["meshes"], 64)
+    expected, _ = chamfer_distance(sampled, truth_points(targets["depth"], targets["intrinsics"], 64)[0])
+    assert figures["chamfer"] == pytest.approx(expected.item(), rel=1e-5)
