@@ -1,0 +1,140 @@
+"""python -m bench.overhead [--steps N] [--warmup W] [--repeats R] [--threads T]: what the framework costs per step.
+
+Steady-state training throughput of the quickstart model (FPN ResNet-18, 3x64x64, batches of 8)
+on the same pre-decoded batches through
+  (a) a plain single-process PyTorch loop (forward, cross-entropy, backward, AdamW step),
+  (b) the project's engine without Ray (core.engine.train_epoch: the task splits, normalises and
+      weighs the losses; the step loop times data waits),
+  (c) Ray Train with one worker running the same engine (prepare_model, ray.train.report per pass).
+Each pass times --steps steps after --warmup untimed ones, with the same torch threads everywhere;
+the table shows medians over --repeats passes and the ratios b/a and c/a; JSON goes to
+bench/results/overhead.json. The batches come from the quickstart data set (generated if absent).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from core.config import OptimizerConfig, load_config
+from core.engine import train_epoch
+from core.optim import build_optimizer
+from core.tasks import build_task
+from data_pipeline.local_reader import split_batches
+from data_pipeline.storage import DataStore
+from data_pipeline.synthetic import ensure_dataset
+
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
+CPU = torch.device("cpu")
+PASSES = Path("/tmp/bench_overhead_passes.json")
+
+
+def _setup(threads: int):
+    torch.set_num_threads(threads)
+    config = load_config(CONFIG)
+    store = DataStore.at(config.data.uri)
+    manifest = ensure_dataset(store, config.data.synthetic)
+    task = build_task(config.task, manifest)
+    batches = [b for _, b in zip(range(8), split_batches(store, manifest, "train", task.columns, config.train.batch_size))]
+    torch.manual_seed(0)
+    model = task.build_model()
+    return task, batches, model, build_optimizer(OptimizerConfig(lr=1e-3), model.parameters())
+
+
+def plain_loop(task, batches, model, optimizer, steps: int) -> float:
+    """samples/s of a hand-written loop over the same tensors, normalised once beforehand."""
+    ready = [task.split_batch(batch, CPU) for batch in batches]
+    model.train()
+    start = time.perf_counter()
+    for step in range(steps):
+        inputs, targets = ready[step % len(ready)]
+        loss = F.cross_entropy(model(inputs), targets, ignore_index=task.ignore_index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps * len(ready[0][1]) / (time.perf_counter() - start)
+
+
+def engine_loop(task, batches, model, optimizer, steps: int) -> float:
+    cycled = [batches[step % len(batches)] for step in range(steps)]
+    stats = train_epoch(model, optimizer, cycled, task, CPU)
+    return stats.samples / stats.seconds
+
+
+def _ray_worker(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    task, batches, model, optimizer = _setup(loop_config["threads"])
+    model = ray.train.torch.prepare_model(model)
+    engine_loop(task, batches, model, optimizer, loop_config["warmup"])
+    passes = [engine_loop(task, batches, model, optimizer, loop_config["steps"]) for _ in range(loop_config["repeats"])]
+    # Train V2 keeps the metrics of reports with a checkpoint only; the bench runs on one node, so a file does.
+    Path(loop_config["out"]).write_text(json.dumps(passes))
+    ray.train.report({"passes": len(passes)})
+
+
+def ray_train(args: argparse.Namespace) -> list[float]:
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from jobs._trainer import quiet_ray_data
+
+    ray.init(num_cpus=args.threads, include_dashboard=False, _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+    quiet_ray_data()
+    try:
+        TorchTrainer(_ray_worker, train_loop_config={**vars(args), "out": str(PASSES)},
+                     scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": args.threads}),
+                     run_config=RunConfig(name="bench_overhead", storage_path="/tmp/bench_overhead")).fit()
+    finally:
+        ray.shutdown()
+    return json.loads(PASSES.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in every variant (and CPUs of the Ray worker)")
+    args = parser.parse_args()
+    task, batches, model, optimizer = _setup(args.threads)
+    engine_loop(task, batches, model, optimizer, args.warmup)
+    figures = {"a: plain loop": [], "b: engine, no Ray": []}
+    for _ in range(args.repeats):  # interleaved, so that a noisy neighbour hurts both alike
+        figures["a: plain loop"].append(plain_loop(task, batches, model, optimizer, args.steps))
+        figures["b: engine, no Ray"].append(engine_loop(task, batches, model, optimizer, args.steps))
+    figures["c: Ray Train, 1 worker"] = ray_train(args)
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    ratios = {"b/a": medians["b: engine, no Ray"] / medians["a: plain loop"],
+              "c/a": medians["c: Ray Train, 1 worker"] / medians["a: plain loop"]}
+    print(f"\nquickstart model, batches of {len(batches[0]['rgb'])}, {args.steps} steps per pass after {args.warmup} warm-up, "
+          f"{args.threads} torch threads, median of {args.repeats}")
+    print(f"{'loop':<26}{'samples/s':>12}   passes")
+    for name, values in figures.items():
+        print(f"{name:<26}{medians[name]:>12.1f}   {', '.join(f'{v:.1f}' for v in values)}")
+    for name, value in ratios.items():
+        print(f"{name:<26}{value:>12.3f}")
+    import ray
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "versions": {"ray": ray.__version__, "torch": torch.__version__},
+        "settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios,
+    }, indent=2) + "\n")
+    print(f"written: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
