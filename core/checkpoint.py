@@ -19,8 +19,9 @@ STATE_FILE = "state.pt"
 PREVIEWS = "previews"
 
 
-def save(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, train_state: dict[str, Any], previews: list[np.ndarray] = (),
-         meshes: list[dict[str, np.ndarray]] = ()) -> None:
+def save(folder: Path, model: nn.Module | dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None, train_state: dict[str, Any],
+         previews: list[np.ndarray] = (), meshes: list[dict[str, np.ndarray]] = ()) -> None:
+    """model: a module, or its state already gathered; optimizer None: its state is kept elsewhere (DeepSpeed shards)."""
     folder.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(previews):
         (folder / PREVIEWS).mkdir(exist_ok=True)
@@ -29,24 +30,35 @@ def save(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, train
         (folder / PREVIEWS).mkdir(exist_ok=True)
         np.savez_compressed(folder / PREVIEWS / f"mesh_{index:02d}.npz", **mesh)
     partial = folder / f".{STATE_FILE}.partial"
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "train_state": train_state}, partial)
+    weights = model if isinstance(model, dict) else model.state_dict()
+    torch.save({"model": weights, "optimizer": optimizer.state_dict() if optimizer else {}, "train_state": train_state}, partial)
     os.replace(partial, folder / STATE_FILE)
 
 
-def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+def read(folder: Path) -> dict[str, Any]:
+    """{"model", "optimizer", "train_state"}, on the CPU."""
     path = folder / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no {STATE_FILE}: not a complete checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+    state = read(folder)
     model.load_state_dict(state["model"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     return state["train_state"]
 
 
+def saved_train_state(folder: Path) -> dict[str, Any]:
+    """A checkpoint's train_state, read without loading its tensors into memory."""
+    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)["train_state"]
+
+
 def saved_epoch(folder: Path) -> int:
-    """The last finished epoch (0-based) in a checkpoint, read without loading its tensors into memory."""
-    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)["train_state"]["epoch"]
+    """The last finished epoch (0-based) in a checkpoint."""
+    return saved_train_state(folder)["epoch"]
 
 
 def load_previews(folder: Path) -> list[np.ndarray]:

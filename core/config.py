@@ -121,6 +121,8 @@ class DataConfig(_Strict):
     verify_checksums: bool = Field(True, description="check every shard's sha256 against the manifest before training")
     on_bad_sample: Literal["error", "skip"] = Field("error", description="skip: leave bad samples out, counted in summary.json")
     augment: AugmentConfig | None = None
+    preserve_order: bool = Field(False, description="the same batches in the same order every run, for exact resumes; "
+                                                    "costs Ray Data some overlap of its read tasks")
 
 
 class OptimizerConfig(_Strict):
@@ -139,12 +141,36 @@ class PlateauConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(6, ge=1, description="with stages: their epochs added up")
     batch_size: int = Field(8, ge=1, description="per worker")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     plateau: PlateauConfig | None = Field(None, description="unset: the learning rate stays constant")
+    early_stopping: int | None = Field(None, ge=0, description="stop once more epochs than this in a row did not improve the "
+                                                                "monitored metric (counted as ReduceLROnPlateau counts patience)")
+    grad_accumulation: int = Field(1, ge=1, description="batches whose gradients add up to one optimizer step")
+    grad_clip: float | None = Field(None, gt=0.0, description="clip the gradients' total L2 norm to this")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward pass and losses under bf16 autocast (CPU or GPU)")
+    skip_nonfinite_steps: int = Field(0, ge=0, description="steps with a non-finite loss or gradient skipped (and counted) before the run stops")
     log_images: int = Field(4, ge=0, description="validation predictions written to TensorBoard each epoch")
     checkpoints_to_keep: int = Field(2, ge=1)
+
+
+class StageConfig(_Strict):
+    """One stage of a staged run; what it leaves unset it takes from train.*."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    epochs: int = Field(ge=1, description="the most epochs this stage runs; early stopping may end it sooner")
+    freeze: list[str] = Field(default_factory=list, description="parameter-name patterns (fnmatch: 'encoder.*') held fixed in this "
+                                                                "stage; every other parameter trains")
+    batch_size: int | None = Field(None, ge=1, description="per worker")
+    optimizer: dict[str, Any] = Field(default_factory=dict, description="train.optimizer keys changed in this stage, e.g. {lr: 0.01}")
+    keep_optimizer: bool = Field(False, description="go on with the stage before's optimizer state and learning rate instead of a "
+                                                    "new optimizer (the same parameters must train)")
+    loss_weights: dict[str, float] | None = Field(None, description="as task.loss.weights; 0 turns a loss off")
+    plateau: PlateauConfig | None = None
+    early_stopping: int | None = Field(None, ge=0)
+    start_from: str = Field("previous", description="previous: the weights the stage before ended with; or a checkpoint folder "
+                                                    "whose weights this stage starts from")
 
 
 class ScalingConfig(_Strict):
@@ -154,7 +180,8 @@ class ScalingConfig(_Strict):
     use_gpu: bool | Literal["auto"] = "auto"
     data_cpus: float = Field(1.0, gt=0.0, description="CPUs left free for Ray Data's read and decode tasks")
     torch_threads: int | None = Field(None, ge=1, description="default: derived from cpus_per_worker")
-    strategy: Literal["ddp"] = "ddp"
+    strategy: Literal["ddp", "deepspeed"] = Field("ddp", description="deepspeed: ZeRO partitions optimizer state (and more) across workers")
+    zero_stage: Literal[1, 2, 3] = Field(2, description="deepspeed: 1 optimizer state, 2 and gradients, 3 and parameters")
     autoscale_timeout_s: float = Field(0.0, ge=0.0, description="> 0: ask the autoscaler for a plan that does not fit yet, and wait this long")
 
 
@@ -180,12 +207,46 @@ class ExperimentConfig(_Strict):
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    stages: list[StageConfig] = Field(default_factory=list, description="run in order; unset: one stage of train.epochs")
 
     @model_validator(mode="after")
     def _some_loss_is_on(self) -> "ExperimentConfig":
-        weights = self.task.loss.weights
-        if weights is not None and (any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values())):
-            raise ValueError(f"task.loss.weights = {weights} needs weights >= 0 and at least one above 0")
+        _check_loss_weights("task.loss.weights", self.task.loss.weights)
+        for index, stage in enumerate(self.stages):
+            _check_loss_weights(f"stages.{index}.loss_weights", stage.loss_weights)
+        return self
+
+    @model_validator(mode="after")
+    def _stages_add_up(self) -> "ExperimentConfig":
+        if not self.stages:
+            return self
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) < len(names):
+            raise ValueError(f"stage names {names} repeat; each stage needs its own name")
+        for index, stage in enumerate(self.stages):
+            if stage.keep_optimizer and (index == 0 or stage.optimizer):
+                raise ValueError(f"stages.{index}.keep_optimizer goes on with the stage before's optimizer: it needs a stage "
+                                 "before it and no optimizer keys of its own")
+            try:
+                OptimizerConfig.model_validate({**self.train.optimizer.model_dump(), **stage.optimizer})
+            except ValidationError as err:
+                raise ValueError(f"stages.{index}.optimizer: {_describe(err.errors()[0], 'optimizer')}") from None
+        total = sum(stage.epochs for stage in self.stages)
+        if "epochs" in self.train.model_fields_set and self.train.epochs != total:
+            raise ValueError(f"train.epochs = {self.train.epochs} but the stages add up to {total} epochs; leave train.epochs out")
+        self.train.epochs = total
+        return self
+
+    @model_validator(mode="after")
+    def _deepspeed_stages(self) -> "ExperimentConfig":
+        if self.scaling.strategy != "deepspeed":
+            return self
+        if any(stage.keep_optimizer for stage in self.stages):
+            raise ValueError("stages.keep_optimizer is not available with scaling.strategy deepspeed: each stage starts a "
+                             "new DeepSpeed engine with a new optimizer")
+        if self.scaling.zero_stage == 3 and len(self.stages) > 1:
+            raise ValueError("scaling.zero_stage 3 partitions the parameters themselves and cannot be wrapped again for a "
+                             "second stage; use zero_stage 1 or 2 with stages")
         return self
 
     @model_validator(mode="after")
@@ -193,6 +254,11 @@ class ExperimentConfig(_Strict):
         if self.scaling.use_gpu is False and self.scaling.gpus_per_worker > 0:
             raise ValueError("scaling.gpus_per_worker > 0 needs scaling.use_gpu true or 'auto'")
         return self
+
+
+def _check_loss_weights(key: str, weights: dict[str, float] | None) -> None:
+    if weights is not None and (any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values())):
+        raise ValueError(f"{key} = {weights} needs weights >= 0 and at least one above 0")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -251,6 +317,8 @@ def _describe(error: dict[str, Any], source: str) -> str:
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(error["loc"][:-1])
         return f"{source}: unknown key {key!r}; allowed keys here: {', '.join(allowed)}"
+    if not error["loc"] and error["type"] == "value_error":  # a rule across keys: its message names them
+        return f"{source}: {error['msg'].removeprefix('Value error, ')}"
     given = error.get("input")
     return f"{source}: {key} = {given!r} is invalid: {error['msg']}"
 

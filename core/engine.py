@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from core.distributed import all_reduce_sum, world_size
+from core.stages import hold_frozen_norms
+from core.steppers import stepper_for
 from core.tasks.base import Task, batch_length
 
 
@@ -46,37 +48,75 @@ class Evaluation:
     meshes: list[dict[str, np.ndarray]] = field(default_factory=list)  # {"verts", "faces", "colors"}, from 3D tasks
 
 
+@dataclass(frozen=True)
+class StepRules:
+    """How batches become optimizer steps (the train.* keys of the same names)."""
+
+    grad_accumulation: int = 1
+    grad_clip: float | None = None
+    precision: str = "fp32"
+
+
+class NonFiniteError(FloatingPointError):
+    """A non-finite loss or gradient, past what the run may skip."""
+
+
+class NumericsGuard:
+    """Skips up to `allowed` steps whose loss or gradient is not finite, counting them; the next one stops the run."""
+
+    def __init__(self, allowed: int, skipped: int = 0, stage: str = "train", epoch: int = 0):
+        self.allowed, self.skipped, self.stage, self.epoch = allowed, skipped, stage, epoch
+
+    def check(self, step: int, losses: dict[str, torch.Tensor], gradient_norm: torch.Tensor) -> bool:
+        """True when the step may be taken. Every worker decides alike: the gradients are already averaged."""
+        if torch.isfinite(gradient_norm):
+            return True
+        terms = _non_finite_terms(losses)
+        where = f"at step {step} of epoch {self.epoch + 1} in stage {self.stage!r}"
+        what = f"loss term(s) {', '.join(terms)}" if terms else "gradient (every loss term finite)"
+        if self.skipped >= self.allowed:
+            raise NonFiniteError(f"non-finite {what} {where}; the run stops and its last checkpoint is the last good state "
+                                 f"({self.skipped} of train.skip_nonfinite_steps={self.allowed} steps skipped before)")
+        self.skipped += 1
+        return False
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], task: Task,
-                device: torch.device, on_step: Callable[[StepTiming], None] | None = None) -> EpochStats:
+                device: torch.device, on_step: Callable[[StepTiming], None] | None = None, rules: StepRules = StepRules(),
+                guard: NumericsGuard | None = None) -> EpochStats:
     model.train()
+    hold_frozen_norms(model)
+    guard = guard or NumericsGuard(0)
+    stepper = stepper_for(model, optimizer, rules, guard)
     totals: dict[str, torch.Tensor] = {}
-    steps = samples = 0
+    steps = samples = micro = 0
     start = time.perf_counter()
     timer = _WaitTimer(batches)
-    step_start, waited_before = start, 0.0
-    for batch in timer:
+    step_start, waited_before, samples_before = start, 0.0, 0
+    optimizer.zero_grad(set_to_none=True)
+    for batch, is_last in _flag_last(timer):
         inputs, targets = task.split_batch(batch, device)
-        losses = task.losses(model(inputs), targets)
-        loss = sum(task.loss_weights[name] * value for name, value in losses.items())
-        if not torch.isfinite(loss):
-            terms = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
-            raise FloatingPointError(f"non-finite loss at step {steps} of the epoch ({terms})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=rules.precision == "bf16"):
+            losses = task.losses(model(inputs), targets)
+            loss = sum(task.loss_weights[name] * value for name, value in losses.items())
+        micro += 1
+        ends_group = micro % rules.grad_accumulation == 0 or is_last
+        stepper.backward(loss, losses, steps + 1, ends_group)
         for name, value in losses.items():
-            totals[name] = totals.get(name, 0.0) + value.detach()
-        steps += 1
+            totals[name] = totals.get(name, 0.0) + value.detach().float()
         samples += batch_length(inputs)
+        if not ends_group:
+            continue
+        steps += 1
         if on_step is not None:
             if device.type == "cuda":  # kernels run asynchronously: the step ends when the device is done
                 torch.cuda.synchronize(device)
             now = time.perf_counter()
-            on_step(StepTiming(steps, batch_length(inputs), now - step_start, timer.waited - waited_before, loss.item()))
-            step_start, waited_before = now, timer.waited
+            on_step(StepTiming(steps, samples - samples_before, now - step_start, timer.waited - waited_before, loss.item()))
+            step_start, waited_before, samples_before = now, timer.waited, samples
     if steps == 0:
         raise RuntimeError("this worker received no training batch: the train split has fewer rows than workers")
-    averaged = _mean_over_workers({name: value / steps for name, value in totals.items()})
+    averaged = _mean_over_workers({name: value / micro for name, value in totals.items()})
     return EpochStats(averaged, steps, samples, time.perf_counter() - start, timer.waited)
 
 
@@ -100,6 +140,24 @@ def evaluate(model: nn.Module, batches: Iterable[dict], task: Task, device: torc
                 meshes += task.preview_meshes(outputs)[: num_previews - len(meshes)]
     state.all_reduce()
     return Evaluation(state.compute(), state.baselines(), previews, meshes)
+
+
+def _flag_last(items: Iterable[dict]) -> Iterator[tuple[dict, bool]]:
+    """Each item with whether it is the last, so that a short last accumulation group still ends in a step."""
+    iterator = iter(items)
+    current = next(iterator, None)
+    while current is not None:
+        following = next(iterator, None)
+        yield current, following is None
+        current = following
+
+
+def _non_finite_terms(losses: dict[str, torch.Tensor]) -> list[str]:
+    """The loss terms that are not finite on any worker."""
+    names = sorted(losses)
+    flags = torch.tensor([0.0 if torch.isfinite(losses[n]) else 1.0 for n in names], dtype=torch.float64)
+    all_reduce_sum(flags)
+    return [name for name, flag in zip(names, flags) if flag > 0]
 
 
 def _mean_over_workers(values: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -75,6 +75,9 @@ class RunLogger:
         for key, value in record.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(key, value, step)
+        if record.get("stage_event"):
+            self.writer.add_text("stages", f"epoch {record['epoch']}: stage {record.get('stage')} {record['stage_event']}, "
+                                           f"lr {record.get('lr')}", step)
         for index, image in enumerate(images):
             self.writer.add_image(f"val/prediction_{index}", image, step, dataformats="HWC")
         for index, mesh in enumerate(meshes):

@@ -20,7 +20,28 @@ def summarise(records: list[dict[str, Any]], monitor: str, planned_epochs: int, 
         "best": {"epoch": best["epoch"], monitor: best[monitor], "metrics": best} if best else None,
         "last": last,
         "baselines": {k: v for k, v in (last or {}).items() if k.startswith("baseline/")},
+        "resumes": int(last.get("resumes", 0)) if last else 0,
+        "skipped_steps": int(last.get("skipped_steps", 0)) if last else 0,
+        "stages": stage_table(records, monitor, monitor_mode) if any("stage_event" in r for r in records) else [],
+        "lr_changes": [{"epoch": r["epoch"], "lr": r["lr"]} for before, r in zip([None, *records], records)
+                       if "lr" in r and (before is None or before.get("lr") != r["lr"])],
     }
+
+
+def stage_table(records: list[dict[str, Any]], monitor: str, monitor_mode: str = "max") -> list[dict[str, Any]]:
+    """One entry per stage that ran: its epochs, how it ended, its best monitored value."""
+    stages: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        stages.setdefault(record.get("stage", "train"), []).append(record)
+    table = []
+    for name, rows in stages.items():
+        scored = [r[monitor] for r in rows if isinstance(r.get(monitor), (int, float))]
+        ended = next((r["stage_event"] for r in reversed(rows) if "ended" in (r.get("stage_event") or "")), None)
+        table.append({"stage": name, "first_epoch": rows[0]["epoch"], "last_epoch": rows[-1]["epoch"],
+                      "ended": ended.split("ended ", 1)[1].strip("()") if ended else "not yet",
+                      f"best {monitor}": (max if monitor_mode == "max" else min)(scored) if scored else None,
+                      "lr": [rows[0].get("lr"), rows[-1].get("lr")]})
+    return table
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
@@ -35,6 +56,10 @@ def headline(summary: dict[str, Any]) -> list[str]:
         shown = ("val/pixel_acc", "val/mae", "val/chamfer", "val/miou", "train/loss", "train/samples_per_s")
         others = [k for k in shown if k != monitor and isinstance(last.get(k), (int, float))]
         lines += [f"last {k}: {last[k]:.4g}" for k in others]
+    if len(summary.get("stages") or []) > 1:
+        lines += [f"stage {s['stage']}: epochs {s['first_epoch']}-{s['last_epoch']}, ended: {s['ended']}" for s in summary["stages"]]
+    if summary.get("skipped_steps"):
+        lines.append(f"skipped {summary['skipped_steps']} step(s) with a non-finite loss or gradient (train.skip_nonfinite_steps)")
     skipped = (summary.get("skipped_samples") or {}).get("count", 0)
     if skipped:
         lines.append(f"skipped {skipped} bad sample(s) (data.on_bad_sample=skip); summary.json names them")

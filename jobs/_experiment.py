@@ -14,8 +14,11 @@ from typing import Any
 import ray
 
 from cluster.resources import ResourcePlan
+from core import checkpoint
 from core import run_dir as runs
 from core.config import ExperimentConfig
+from core.resume import ResumePoint, drop_records_after
+from core.stages import PREVIOUS, check_patterns, plan_stages
 from core.summary import summarise
 from core.tasks import build_task
 from core.tasks.base import Task
@@ -33,16 +36,37 @@ def prepare_data(config: ExperimentConfig) -> tuple[DataStore, dict[str, Any], T
     store = DataStore.at(config.data.uri, config.data.endpoint_url)
     manifest = ensure_dataset(store, config.data.synthetic) if config.data.generate_if_missing else read_manifest(store)
     task = build_task(config.task, manifest)
+    check_stages(config, manifest, task)
     check_shards(store, manifest, ["train", "val"], [*task.columns, "sample_id"], checksums=config.data.verify_checksums)
     return store, manifest, task
 
 
+def check_stages(config: ExperimentConfig, manifest: dict[str, Any], task: Task) -> None:
+    """What the config alone cannot check: loss names, freeze patterns against the model, start_from folders."""
+    if not config.stages:
+        return
+    model = task.build_model()
+    for stage in plan_stages(config):
+        build_task(stage.config.task, manifest)
+        check_patterns(model, stage.freeze, stage.name)
+        if stage.start_from != PREVIOUS and not (Path(stage.start_from) / checkpoint.STATE_FILE).is_file():
+            raise ValueError(f"stage {stage.name}: start_from {stage.start_from} is not a complete checkpoint folder "
+                             f"(no {checkpoint.STATE_FILE}); give 'previous' or a checkpoint_* folder of a run")
+
+
 def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest: dict[str, Any], task: Task,
-        callbacks: list = (), init_checkpoint: dict[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
-    """Train; return the run directory and its summary. A failed fit is recorded, not raised."""
+        callbacks: list = (), init_checkpoint: dict[str, str] | None = None,
+        resume: ResumePoint | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train (or go on with a resumed run); return the run directory and its summary. A failed fit is recorded, not raised."""
     from jobs._trainer import build_trainer  # Ray Train's import costs seconds; a bad config should not wait for it
 
-    run_dir = runs.create(config, CODE_ROOT, extra_env={"ray_cluster": ray.cluster_resources(), "plan": asdict(plan)})
+    if resume is None:
+        run_dir = runs.create(config, CODE_ROOT, extra_env={"ray_cluster": ray.cluster_resources(), "plan": asdict(plan)})
+    else:
+        run_dir = resume.run_dir
+        dropped = drop_records_after(run_dir, resume.progress.epoch + 1)
+        print(f"resuming after epoch {resume.progress.epoch + 1} from {resume.checkpoint.name}"
+              + (f"; {dropped} later record(s) of metrics.jsonl are trained again" if dropped else ""), file=sys.stderr)
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     started = time.time()
     facts = {"status": "completed", "error": None, "checkpoint": None}
@@ -50,7 +74,8 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
                         config.data.on_bad_sample, samples)
     try:
-        result = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules).fit()
+        resumes = resume.progress.resumes + 1 if resume else 0
+        result = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules, resumes).fit()
         facts["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     except Exception as err:  # the run directory must still say what happened
         facts.update(status="failed", error=f"{type(err).__name__}: {err}")

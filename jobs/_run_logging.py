@@ -34,9 +34,11 @@ class RunDirCallback(UserCallback):
 
 
 def _progress_line(record: dict[str, Any]) -> str:
-    shown = [f"epoch {record['epoch']}"]
+    shown = [f"epoch {record['epoch']}" + (f" ({record['stage']})" if record.get("stage", "train") != "train" else "")]
     for key in ("train/loss", "val/miou", "val/pixel_acc", "val/rmse", "val/mae", "val/depth_mae", "val/chamfer",
                 "train/samples_per_s"):
         if isinstance(record.get(key), float):
             shown.append(f"{key} {record[key]:.4g}")
+    if record.get("stage_event"):
+        shown.append(f"stage {record['stage_event']}")
     return "  ".join(shown)

@@ -1,13 +1,14 @@
-"""What each Ray Train worker runs: build the task's model, wrap it, and run the epochs.
+"""What each Ray Train worker runs: build the task's model, then run its stages, wrapping the model anew for each.
 
 Everything arrives through the loop config (nothing through module globals). Rank 0 saves the
-checkpoint each epoch; every rank reports, as Ray Train requires.
+checkpoint each epoch, with the run's Progress; every rank reports, as Ray Train requires.
 """
 from __future__ import annotations
 
 import logging
 import random
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,98 +21,169 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 from core import checkpoint
 from core.augment import augment_batch
 from core.config import AugmentConfig, ExperimentConfig
-from core.engine import Evaluation, evaluate, train_epoch
-from core.optim import apply_hyperparameters, build_optimizer, build_plateau
+from core.engine import EpochStats, Evaluation, NumericsGuard, StepRules, evaluate, train_epoch
+from core.optim import apply_hyperparameters, build_plateau
+from core.progress import Progress
+from core.stages import PREVIOUS, Stage, freeze, plan_stages
+from core.steppers import is_deepspeed
 from core.tasks import build_task
 from jobs._dashboard_metrics import DashboardMetrics
+from jobs._strategy import full_weights, load_shards, save_shards, wrap
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     config = ExperimentConfig.model_validate(loop_config["config"])
-    rank = ray.train.get_context().get_world_rank()
+    context = ray.train.get_context()
     # Ray Train logs each report of each worker at INFO (through loggers named by file path, so only
     # the root level reaches them); those lines would bury the one line per epoch the run prints.
     logging.getLogger().setLevel(logging.WARNING)
     torch.set_num_threads(loop_config["torch_threads"])
-    _seed(config.seed + rank)
+    _seed(config.seed + context.get_world_rank())
 
-    task = build_task(config.task, loop_config["manifest"])
-    model = ray.train.torch.prepare_model(task.build_model())
-    device = ray.train.torch.get_device()
-    optimizer = build_optimizer(config.train.optimizer, model.parameters())
+    module = build_task(config.task, loop_config["manifest"]).build_model()
+    progress, saved_optimizer = _restore(module, loop_config, config)
+    stages = plan_stages(config)
+    run = _Run(loop_config, context.get_world_rank(), context.get_world_size())
+    while progress.stage < len(stages):
+        stage = stages[progress.stage]
+        going_on = progress.stage_epochs > 0 or stage.keep_optimizer
+        saved_optimizer = _run_stage(stage, module, progress, saved_optimizer if going_on else None, run)
+
+
+class _Run:
+    """What every stage of this worker shares: its place in the group, its data and its dashboard gauges."""
+
+    def __init__(self, loop_config: dict[str, Any], rank: int, world_size: int):
+        self.loop_config, self.rank, self.world_size = loop_config, rank, world_size
+        self.manifest = loop_config["manifest"]
+        self.staged = bool(loop_config["config"]["stages"])
+        self.device = ray.train.torch.get_device()
+        self.dashboard = DashboardMetrics(loop_config["run_name"], rank)
+        self.train_data = ray.train.get_dataset_shard("train")
+        self.val_data = ray.train.get_dataset_shard("val")
+
+
+def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_optimizer: dict | None, run: _Run) -> dict:
+    """The stage's epochs from where progress stands; returns the optimizer's state at its end.
+
+    saved_optimizer: the state to go on with (resuming inside the stage, or keep_optimizer)."""
+    config = stage.config
+    if progress.stage_epochs == 0 and stage.start_from != PREVIOUS:
+        checkpoint.load(Path(stage.start_from), module)
+    freeze(module, stage.freeze)
+    task = build_task(config.task, run.manifest)
+    model, optimizer = wrap(module, config)
     plateau = build_plateau(config.train.plateau, optimizer, task.monitor_mode)
-    first_epoch, restarts = _restore(model, optimizer, plateau, config, loop_config.get("init_checkpoint"))
-
-    dashboard = DashboardMetrics(loop_config["run_name"], rank)
-    train_data = ray.train.get_dataset_shard("train")
-    val_data = ray.train.get_dataset_shard("val")
-    batch_size = config.train.batch_size
-    for epoch in range(first_epoch, config.train.epochs):
-        augment = config.data.augment
-        collate = _Augmenting(augment, config.seed, epoch, loop_config["manifest"]["ignore_index"]) if augment else None
-        batches = train_data.iter_torch_batches(
-            batch_size=batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
-            local_shuffle_seed=config.seed * 100_003 + epoch * 101 + rank, collate_fn=collate,
-        )
-        stats = train_epoch(model, optimizer, batches, task, device,
-                            on_step=lambda timing: dashboard.on_step(timing, optimizer.param_groups[0]["lr"]))
-        result = evaluate(model, val_data.iter_torch_batches(batch_size=batch_size), task, device,
-                          num_previews=config.train.log_images if rank == 0 else 0)
-        metrics = {
-            "epoch": epoch + 1,
-            "run": loop_config["run_name"],
-            "restarts_from_checkpoint": restarts,
-            "lr": optimizer.param_groups[0]["lr"],
-            **{f"train/{name}": value for name, value in stats.losses.items()},
-            "train/loss": sum(task.loss_weights[name] * value for name, value in stats.losses.items()),
-            **{f"loss_weight/{name}": weight for name, weight in task.loss_weights.items()},
-            "train/samples_per_s": stats.samples * ray.train.get_context().get_world_size() / stats.seconds,
-            "train/data_wait_share": stats.data_wait_seconds / stats.seconds,
-            **{f"val/{name}": value for name, value in result.metrics.items()},
-            **{f"baseline/{name}": value for name, value in result.baselines.items()},
-        }
-        if plateau is not None:
-            plateau.step(metrics[task.monitor])
-        train_state = {"epoch": epoch, "restarts": restarts, "plateau": plateau.state_dict() if plateau else None}
-        _report(metrics, rank, model, optimizer, train_state, result)
+    if isinstance(saved_optimizer, Path):
+        load_shards(model, saved_optimizer)
+    elif saved_optimizer is not None:
+        optimizer.load_state_dict(saved_optimizer)
+    if saved_optimizer is not None:
+        if (run.loop_config["init_checkpoint"] or {}).get("hyperparameters") == "config":
+            apply_hyperparameters(config.train.optimizer, optimizer)  # PBT's exploit: the donor's state, this trial's values
+        elif plateau is not None and progress.plateau:
+            plateau.load_state_dict(progress.plateau)
+    rules = StepRules(config.train.grad_accumulation, config.train.grad_clip, config.train.precision)
+    guard = NumericsGuard(config.train.skip_nonfinite_steps, progress.skipped_steps, stage.name)
+    ended = None
+    while ended is None:
+        epoch, first_of_stage = progress.epoch + 1, progress.stage_epochs == 0
+        guard.epoch = epoch
+        stats, result = _train_and_evaluate(model, optimizer, task, config, epoch, rules, guard, run)
+        progress.skipped_steps = guard.skipped
+        monitored = result.metrics.get(task.monitor.removeprefix("val/"))
+        learning_rate = optimizer.param_groups[0]["lr"]  # the one this epoch trained with
+        if plateau is not None and monitored is not None:
+            plateau.step(monitored)
+        ended = progress.finish_epoch(stage, monitored, task.monitor_mode)
+        if ended is None and plateau is not None:
+            progress.plateau = plateau.state_dict()
+        record = _record(epoch, stage, progress, task, stats, result, learning_rate, run)
+        if run.staged:
+            record["stage_event"] = _stage_event(first_of_stage, ended)
+        progress.save_rng()
+        _report(record, run.rank, model, optimizer, progress, result)
+    return None if is_deepspeed(model) else optimizer.state_dict()
 
 
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, plateau, config: ExperimentConfig,
-             init: dict[str, str] | None) -> tuple[int, int]:
-    """(first epoch to run, restarts so far).
+def _train_and_evaluate(model, optimizer, task, config: ExperimentConfig, epoch: int, rules: StepRules, guard: NumericsGuard,
+                        run: _Run) -> tuple[EpochStats, Evaluation]:
+    augment, batch_size = config.data.augment, config.train.batch_size
+    collate = _Augmenting(augment, config.seed, epoch, run.manifest["ignore_index"]) if augment else None
+    batches = run.train_data.iter_torch_batches(
+        batch_size=batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
+        local_shuffle_seed=config.seed * 100_003 + epoch * 101 + run.rank, collate_fn=collate,
+    )
+    stats = train_epoch(model, optimizer, batches, task, run.device, rules=rules, guard=guard,
+                        on_step=lambda timing: run.dashboard.on_step(timing, optimizer.param_groups[0]["lr"]))
+    result = evaluate(model, run.val_data.iter_torch_batches(batch_size=batch_size), task, run.device,
+                      num_previews=config.train.log_images if run.rank == 0 else 0)
+    return stats, result
 
-    Ray Train restarting this run after a failure hands back its latest checkpoint; otherwise the run
-    may start from init_checkpoint: {"path", "hyperparameters": "checkpoint" | "config"}. "config"
-    is PBT's exploit: the donor's weights and optimizer moments with this trial's hyperparameters.
+
+def _record(epoch: int, stage: Stage, progress: Progress, task, stats: EpochStats, result: Evaluation, learning_rate: float,
+            run: _Run) -> dict[str, Any]:
+    return {
+        "epoch": epoch + 1,
+        "run": run.loop_config["run_name"],
+        "stage": stage.name,
+        "stage_index": stage.index,
+        "restarts_from_checkpoint": progress.restarts,
+        "resumes": progress.resumes,
+        "skipped_steps": progress.skipped_steps,
+        "lr": learning_rate,
+        "batch_size": stage.config.train.batch_size,
+        **{f"train/{name}": value for name, value in stats.losses.items()},
+        "train/loss": sum(task.loss_weights[name] * value for name, value in stats.losses.items()),
+        **{f"loss_weight/{name}": weight for name, weight in task.loss_weights.items()},
+        "train/samples_per_s": stats.samples * run.world_size / stats.seconds,
+        "train/data_wait_share": stats.data_wait_seconds / stats.seconds,
+        **{f"val/{name}": value for name, value in result.metrics.items()},
+        **{f"baseline/{name}": value for name, value in result.baselines.items()},
+    }
+
+
+def _stage_event(first: bool, ended: str | None) -> str | None:
+    events = (["started"] if first else []) + ([f"ended ({ended})"] if ended else [])
+    return ", ".join(events) or None
+
+
+def _restore(module: torch.nn.Module, loop_config: dict[str, Any], config: ExperimentConfig) -> tuple[Progress, dict | Path | None]:
+    """(where the run stands, the optimizer state to go on with: a state dict, or under DeepSpeed the checkpoint folder).
+
+    Ray Train hands back the run's latest checkpoint after a failure and when `jobs.train --resume`
+    starts the run again (loop_config["resumes"] tells them apart). A new run may instead start
+    from init_checkpoint (a Tune trial's own or, for PBT, a donor's).
     """
-    saved = ray.train.get_checkpoint()
-    if saved is not None:
-        with saved.as_directory() as folder:
-            state = checkpoint.load(Path(folder), _unwrap(model), optimizer)
-        _load_plateau(plateau, state)
-        return state["epoch"] + 1, state["restarts"] + 1
-    if init is None:
-        return 0, 0
-    state = checkpoint.load(Path(init["path"]), _unwrap(model), optimizer)
-    if init["hyperparameters"] == "config":
-        apply_hyperparameters(config.train.optimizer, optimizer)
-    else:
-        _load_plateau(plateau, state)
-    return state["epoch"] + 1, state["restarts"]
+    saved, init = ray.train.get_checkpoint(), loop_config.get("init_checkpoint")
+    if saved is None and init is None:
+        return Progress(), None
+    deepspeed = config.scaling.strategy == "deepspeed"
+    # DeepSpeed reads its shards once its engine exists, so under it the folder must outlive this function.
+    with nullcontext(init["path"]) if saved is None else nullcontext(saved.to_directory()) if deepspeed \
+            else saved.as_directory() as local:
+        folder = Path(local)
+        state = checkpoint.read(folder)
+    module.load_state_dict(state["model"])
+    progress = Progress.from_state(state["train_state"])
+    if saved is not None and loop_config.get("resumes", 0) > progress.resumes:
+        progress.resumes = loop_config["resumes"]
+    elif saved is not None:
+        progress.restarts += 1
+    progress.restore_rng()
+    return progress, folder if config.scaling.strategy == "deepspeed" else state["optimizer"]
 
 
-def _load_plateau(plateau, state: dict[str, Any]) -> None:
-    if plateau is not None and state.get("plateau"):
-        plateau.load_state_dict(state["plateau"])
-
-
-def _report(metrics: dict[str, float], rank: int, model, optimizer, train_state: dict, result: Evaluation) -> None:
+def _report(metrics: dict[str, Any], rank: int, model, optimizer, progress: Progress, result: Evaluation) -> None:
+    """Rank 0 writes state.pt; under DeepSpeed every rank also writes (and reports) its own shard."""
+    weights = full_weights(model)
     with tempfile.TemporaryDirectory() as folder:
-        saved = None
+        save_shards(model, Path(folder))
         if rank == 0:
-            checkpoint.save(Path(folder), _unwrap(model), optimizer, train_state, result.previews, result.meshes)
-            saved = ray.train.Checkpoint.from_directory(folder)
-        ray.train.report(metrics, checkpoint=saved)
+            checkpoint.save(Path(folder), weights, None if is_deepspeed(model) else optimizer, progress.state(),
+                            result.previews, result.meshes)
+        shared = rank == 0 or is_deepspeed(model)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if shared else None)
 
 
 class _Augmenting(NumpyBatchCollateFn):
@@ -122,10 +194,6 @@ class _Augmenting(NumpyBatchCollateFn):
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return augment_batch(batch, self.config, self.seed, self.epoch, self.ignore_index)
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def _seed(seed: int) -> None:

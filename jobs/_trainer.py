@@ -11,6 +11,7 @@ from ray.train.torch import TorchTrainer
 
 from cluster.resources import ResourcePlan
 from core.config import ExperimentConfig
+from core.resume import TRAIN_STORAGE
 from core.tasks.base import Task
 from data_pipeline.ray_reader import read_split
 from data_pipeline.storage import DataStore
@@ -21,19 +22,20 @@ from jobs._train_worker import train_loop_per_worker
 
 def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, store: DataStore,
                   manifest: dict[str, Any], run_dir: Path, extra_callbacks: list = (),
-                  init_checkpoint: dict[str, str] | None = None, rules: SampleRules | None = None) -> TorchTrainer:
+                  init_checkpoint: dict[str, str] | None = None, rules: SampleRules | None = None, resumes: int = 0) -> TorchTrainer:
     """init_checkpoint: where a new run starts from (see jobs._train_worker._restore); Ray Train's own
-    restarts after a failure take the run's latest checkpoint instead."""
-    dataset_config = data_config(plan)  # first: datasets take the DataContext as it is when they are made
+    restarts after a failure, and resumes (the resumes-th time, in a run directory that has one),
+    take the run's latest checkpoint instead."""
+    dataset_config = data_config(plan, config.data.preserve_order)  # first: datasets take the DataContext as it is when they are made
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,
-                           "run_name": run_dir.name, "init_checkpoint": init_checkpoint},
+                           "run_name": run_dir.name, "init_checkpoint": init_checkpoint, "resumes": resumes},
         scaling_config=scaling_config(plan),
         datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, rules) for split in ("train", "val")},
         dataset_config=dataset_config,
         run_config=RunConfig(
-            name="ray_train",
+            name=TRAIN_STORAGE,
             storage_path=str(run_dir),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order=task.monitor_mode
@@ -47,11 +49,12 @@ def scaling_config(plan: ResourcePlan) -> ScalingConfig:
     return ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker())
 
 
-def data_config(plan: ResourcePlan) -> DataConfig:
+def data_config(plan: ResourcePlan, preserve_order: bool = False) -> DataConfig:
     quiet_ray_data()
     # Ray Data gets exactly the CPUs the plan reserved for it, so concurrent runs (sweep trials)
     # each keep their share instead of all sizing themselves from the whole cluster.
-    return DataConfig(execution_options=ExecutionOptions(resource_limits=ExecutionResources(cpu=plan.data_cpus)))
+    limits = ExecutionResources(cpu=plan.data_cpus)
+    return DataConfig(execution_options=ExecutionOptions(resource_limits=limits, preserve_order=preserve_order))
 
 
 def quiet_ray_data() -> None:

@@ -1,7 +1,8 @@
-"""python -m jobs.train [CONFIG] [dotted.key=value ...]: train one experiment on Ray Train.
+"""python -m jobs.train [CONFIG] [dotted.key=value ...] | --resume RUN_DIR: train one experiment on Ray Train.
 
 Validates the config, connects to Ray and checks the resource plan, makes sure the data set
-exists, writes the run directory, trains, and prints where the results are.
+exists, writes the run directory, trains, and prints where the results are. --resume goes on with
+a run from its latest checkpoint, in its stage and epoch, writing into the same run directory.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from cluster import autoscale
 from cluster.connect import connect
 from cluster.resources import PlanError
 from core.config import ConfigError, load_config
+from core.resume import find_resume_point
+from core.stages import plan_stages
 from core.summary import headline
 from data_pipeline.shards import DatasetError
 from jobs._experiment import CODE_ROOT, prepare_data, run
@@ -23,7 +26,11 @@ USAGE_ERROR = 2
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
-        config = load_config(args.config, args.overrides)
+        resume = find_resume_point(args.resume) if args.resume else None
+        config = resume.config if resume else load_config(args.config, args.overrides)
+        if resume and resume.progress.stage >= len(plan_stages(config)):
+            print(f"{resume.run_dir} already finished all its epochs; nothing to resume")
+            return 0
         connect(config.ray, CODE_ROOT)
         plan = autoscale.plan_when_it_fits(config.scaling)
         store, manifest, task = prepare_data(config)
@@ -31,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        run_dir, summary = run(config, plan, store, manifest, task)
+        run_dir, summary = run(config, plan, store, manifest, task, resume=resume)
     finally:
         if config.scaling.autoscale_timeout_s > 0:
             autoscale.release()
@@ -43,12 +50,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="YAML experiment (default: configs/quickstart.yaml)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. train.epochs=3")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="go on with this run from its latest checkpoint, as it was configured")
     args, unknown = parser.parse_known_args(argv)
     if args.config and "=" in args.config:  # only overrides were given
         args.overrides.insert(0, args.config)
         args.config = str(DEFAULT_CONFIG)
     if unknown:
         parser.error(f"unrecognised arguments: {' '.join(unknown)}")
+    if args.resume and (args.overrides or args.config != str(DEFAULT_CONFIG)):
+        parser.error("--resume goes on with a run as it was configured: give no config file or overrides with it")
     return args
 
 

@@ -68,7 +68,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None
 def _stop_group(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        process.wait(timeout=5)  # `ray start --block` can sit on SIGTERM for long; the group is killed next
     except subprocess.TimeoutExpired:
         pass
     except ProcessLookupError:

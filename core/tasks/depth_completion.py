@@ -23,7 +23,7 @@ ALLOWED_INPUTS = ("rgb", "sparse_depth", "labels")
 @TASKS.register("depth_completion")
 class DepthCompletionTask:
     monitor, monitor_mode = "val/rmse", "min"
-    loss_names = ("l2", "l1")
+    loss_names = ("l2", "l1", "coarse_l2")  # coarse_l2: the branches' fused depth, before CSPN++ (its first training stage)
 
     def __init__(self, config: TaskConfig, manifest: dict[str, Any]):
         self.config = config
@@ -59,10 +59,11 @@ class DepthCompletionTask:
         predicted, truth = outputs["depth"], targets["depth"]
         valid = truth > 0
         if not valid.any():
-            zero = predicted.sum() * 0.0
+            zero = predicted.sum() * 0.0 + outputs["coarse"].sum() * 0.0
             return {name: zero for name in self.loss_weights}
         error = (predicted - truth)[valid]
-        terms = {"l2": lambda: error.square().mean(), "l1": lambda: error.abs().mean()}
+        terms = {"l2": lambda: error.square().mean(), "l1": lambda: error.abs().mean(),
+                 "coarse_l2": lambda: (outputs["coarse"] - truth)[valid].square().mean()}
         return {name: terms[name]() for name in self.loss_weights}
 
     def new_metrics(self) -> "DepthCompletionMetrics":

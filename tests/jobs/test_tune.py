@@ -8,7 +8,7 @@ import pytest
 from core.config import load_config
 from jobs import tune
 from tests.ray_fixtures import local_ray_with_dashboard  # noqa: F401  (fixture)
-from tests.sweep_files import sweep_file
+from tests.sweep_files import FRACTIONAL, sweep_file
 
 
 def _results(tmp_path) -> tuple[Path, list[dict]]:
@@ -17,32 +17,24 @@ def _results(tmp_path) -> tuple[Path, list[dict]]:
         return sweep_dir, list(csv.DictReader(handle))
 
 
-def test_grid_sweep_writes_complete_results(local_ray_with_dashboard, tiny_dataset, tmp_path, capsys):  # noqa: F811
-    path = sweep_file(tmp_path, tiny_dataset, epochs=2, space={"train.optimizer.lr": {"grid": [0.001, 0.003]}})
+def test_asha_sweep_writes_complete_results_with_a_row_for_every_trial(local_ray_with_dashboard, tiny_dataset, tmp_path,  # noqa: F811
+                                                                        capsys):
+    path = sweep_file(tmp_path, tiny_dataset, epochs=2, space={"train.optimizer.lr": {"grid": [0.0003, 0.003]}},
+                      scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
     assert tune.main([str(path)]) == 0
     sweep_dir, rows = _results(tmp_path)
-    assert sorted(r["overrides"] for r in rows) == ["train.optimizer.lr=0.001", "train.optimizer.lr=0.003"]
+    assert sorted(r["overrides"] for r in rows) == ["train.optimizer.lr=0.0003", "train.optimizer.lr=0.003"]
     for r in rows:
-        assert r["status"] == "completed" and r["epochs"] == "2/2" and 0.0 <= float(r["best"]) <= 1.0
-        assert (Path(r["run directory"]) / "summary.json").is_file()
+        assert r["status"] in ("completed", "stopped early by asha"), r
+        done, planned = map(int, r["epochs"].split("/"))
+        assert planned == 2 and 1 <= done <= 2 and (r["status"] == "completed") == (done == 2)
+        assert 0.0 <= float(r["best"]) <= 1.0 and (Path(r["run directory"]) / "summary.json").is_file()
+    assert any(r["status"] == "completed" for r in rows)
     best = max(rows, key=lambda r: float(r["best"]))
     assert load_config(sweep_dir / "best_config.yaml").train.optimizer.lr == float(best["overrides"].split("=")[1])
     assert (sweep_dir / "metric_by_epoch.png").stat().st_size > 5000
     assert "| trial 0 |" in (sweep_dir / "results.md").read_text()
     assert "best config" in capsys.readouterr().out
-
-
-def test_asha_sweep_writes_a_row_for_every_trial(local_ray_with_dashboard, tiny_dataset, tmp_path):  # noqa: F811
-    path = sweep_file(tmp_path, tiny_dataset, epochs=3, space={"train.optimizer.lr": {"grid": [0.0003, 0.001, 0.003]}},
-                       scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
-    assert tune.main([str(path)]) == 0
-    sweep_dir, rows = _results(tmp_path)
-    assert len(rows) == 3
-    for r in rows:
-        assert r["status"] in ("completed", "stopped early by asha"), r
-        done, planned = map(int, r["epochs"].split("/"))
-        assert planned == 3 and 1 <= done <= 3 and (r["status"] == "completed") == (done == 3)
-    assert any(r["status"] == "completed" for r in rows)
 
 
 def test_concurrent_trials_that_cannot_fit_are_refused(local_ray_with_dashboard, tiny_dataset, tmp_path, capsys):  # noqa: F811
@@ -55,7 +47,10 @@ def test_concurrent_trials_that_cannot_fit_are_refused(local_ray_with_dashboard,
 
 
 def test_pbt_copies_a_trial_into_another_and_the_copy_continues_from_its_epoch(local_ray_with_dashboard, tiny_dataset, tmp_path):  # noqa: F811
-    path = sweep_file(tmp_path, tiny_dataset, epochs=2, space={"train.optimizer.lr": {"choice": [0.00001, 0.003]}},
+    # One worker per trial: PBT's exploit can leave the stopped trial's worker placement group reserved
+    # for a while (seen: 1.7 of 2 CPUs reserved, 1.2 used), and with two workers per trial that left
+    # Ray Data no CPU for its read tasks.
+    path = sweep_file(tmp_path, tiny_dataset, epochs=2, scaling=["scaling.num_workers=1", *FRACTIONAL], space={"train.optimizer.lr": {"choice": [0.00001, 0.003]}},
                       scheduler={"name": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5, "synch": True},
                       num_samples=2)
     assert tune.main([str(path)]) == 0

@@ -1,0 +1,48 @@
+"""What `jobs.train --resume RUN_DIR` needs from a run directory: its config, its latest checkpoint, and where it stopped."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import checkpoint
+from core.config import ExperimentConfig, load_config
+from core.progress import Progress
+from core.run_dir import METRICS, read_metrics
+
+TRAIN_STORAGE = "ray_train"  # RunConfig(name=...) of the run's Ray Train storage inside its run directory
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    run_dir: Path
+    config: ExperimentConfig
+    checkpoint: Path
+    progress: Progress
+
+
+def find_resume_point(location: str) -> ResumePoint:
+    run_dir = Path(location).resolve()
+    if not (run_dir / "config.yaml").is_file():
+        raise ValueError(f"--resume {location}: not a run directory (it holds no config.yaml); give a folder that "
+                         "`python -m jobs.train` printed as its run directory")
+    complete = [folder for folder in (run_dir / TRAIN_STORAGE).glob("checkpoint_*") if (folder / checkpoint.STATE_FILE).is_file()]
+    if not complete:
+        raise ValueError(f"--resume {location}: the run holds no complete checkpoint ({TRAIN_STORAGE}/checkpoint_*/"
+                         f"{checkpoint.STATE_FILE}); it stopped before its first epoch ended, so start it again from its config")
+    states = {folder: checkpoint.saved_train_state(folder) for folder in complete}
+    latest = max(complete, key=lambda folder: states[folder]["epoch"])
+    return ResumePoint(run_dir, load_config(run_dir / "config.yaml"), latest, Progress.from_state(states[latest]))
+
+
+def drop_records_after(run_dir: Path, epoch: int) -> int:
+    """Remove metrics.jsonl records of epochs after `epoch` (1-based): they are trained again. Returns how many."""
+    records = read_metrics(run_dir)
+    kept = [r for r in records if r.get("epoch", 0) <= epoch]
+    if len(kept) < len(records):
+        partial = run_dir / f".{METRICS}.partial"
+        partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(partial, run_dir / METRICS)
+    return len(records) - len(kept)
+

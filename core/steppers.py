@@ -1,0 +1,62 @@
+"""How a backward pass and an optimizer step happen: under PyTorch (one process or DDP), or inside a DeepSpeed engine.
+
+Both take every batch's loss and act on accumulation-group boundaries; both put the numerics guard
+where every worker reaches the same decision, so no worker skips a collective the others enter.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from core.distributed import all_reduce_sum
+
+if TYPE_CHECKING:
+    from core.engine import NumericsGuard, StepRules
+
+
+class TorchStepper:
+    """Gradients accumulate over the group (DDP averages them on its last backward pass), then one clipped step."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, rules: "StepRules", guard: "NumericsGuard"):
+        self.model, self.optimizer, self.rules, self.guard = model, optimizer, rules, guard
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def backward(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], step: int, ends_group: bool) -> None:
+        syncing = ends_group or not hasattr(self.model, "no_sync")
+        with nullcontext() if syncing else self.model.no_sync():
+            (loss / self.rules.grad_accumulation).backward()
+        if ends_group:
+            # The norm of gradients DDP already averaged: every worker sees the same one.
+            norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.rules.grad_clip or math.inf)
+            if self.guard.check(step, losses, norm):
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+
+class DeepSpeedStepper:
+    """The engine scales, accumulates (its gradient_accumulation_steps), clips and steps at its own boundaries."""
+
+    def __init__(self, engine: Any, rules: "StepRules", guard: "NumericsGuard"):
+        self.engine, self.guard = engine, guard
+
+    def backward(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], step: int, ends_group: bool) -> None:
+        # ZeRO offers no gradient norm before it steps, so the guard looks at the loss summed over workers:
+        # every worker decides alike, and a skipped batch is skipped everywhere.
+        total = all_reduce_sum(loss.detach().float().reshape(1).cpu().clone())
+        if self.guard.check(step, losses, total[0]):
+            self.engine.backward(loss)
+            self.engine.step()
+
+
+def stepper_for(model: nn.Module, optimizer: torch.optim.Optimizer, rules: "StepRules", guard: "NumericsGuard"):
+    if is_deepspeed(model):
+        return DeepSpeedStepper(model, rules, guard)
+    return TorchStepper(model, optimizer, rules, guard)
+
+
+def is_deepspeed(model: nn.Module) -> bool:
+    return hasattr(model, "backward") and hasattr(model, "save_checkpoint")

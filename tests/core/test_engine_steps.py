@@ -1,0 +1,149 @@
+"""The step loop: gradient accumulation, clipping, bf16, the numerics guard, frozen parameters, and DDP equivalence."""
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from core.config import OptimizerConfig, TaskConfig
+from core.engine import NonFiniteError, NumericsGuard, StepRules, train_epoch
+from core.optim import build_optimizer
+from core.stages import freeze
+from core.tasks import build_task
+from tests.ray_head import free_port
+from tests.core.task_batches import manifest_for, random_batch
+from tests.core.tiny_task import TinyRegression, tiny_batches
+
+CPU = torch.device("cpu")
+
+
+def _trained(batches, rules=StepRules(), lr=0.05, guard=None, seed=0):
+    torch.manual_seed(seed)
+    task = TinyRegression()
+    model = task.build_model()
+    optimizer = build_optimizer(OptimizerConfig(name="sgd", lr=lr, momentum=0.0, weight_decay=0.0), model.parameters())
+    losses = []
+    stats = train_epoch(model, optimizer, batches, task, CPU, rules=rules, guard=guard, on_step=lambda t: losses.append(t.loss))
+    return model, stats, losses
+
+
+def _same_weights(a, b, tolerance=1e-6):
+    return all(torch.allclose(x, y, atol=tolerance, rtol=0) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_accumulating_two_half_batches_is_one_step_on_the_whole_batch():
+    whole = tiny_batches(4, 8)
+    halves = [{k: v[i:i + 4] for k, v in b.items()} for b in whole for i in (0, 4)]
+    big, big_stats, _ = _trained(whole)
+    small, small_stats, _ = _trained(halves, StepRules(grad_accumulation=2))
+    assert small_stats.steps == big_stats.steps == 4
+    assert _same_weights(big, small)
+    unaccumulated, _, _ = _trained(halves)
+    assert not _same_weights(big, unaccumulated)
+
+
+def test_a_short_last_accumulation_group_still_ends_in_a_step():
+    _, stats, _ = _trained(tiny_batches(5, 4), StepRules(grad_accumulation=2))
+    assert stats.steps == 3 and stats.samples == 20
+
+
+def test_gradient_clipping_bounds_the_update():
+    batches = tiny_batches(1, 8)
+    torch.manual_seed(0)
+    before = TinyRegression().build_model()
+    clipped, _, _ = _trained(batches, StepRules(grad_clip=1e-3), lr=1.0)
+    moved = torch.cat([(a - b).flatten() for a, b in zip(clipped.parameters(), before.parameters())])
+    assert moved.norm().item() == pytest.approx(1e-3, rel=1e-3)  # one SGD step of lr 1 on a gradient clipped to norm 1e-3
+
+
+def test_bf16_autocast_learns():
+    batches = tiny_batches(8, 8)
+    _, _, losses = _trained(batches * 4, StepRules(precision="bf16"))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-4:]) < 0.5 * sum(losses[:4])
+
+
+class _PoisonAt(torch.nn.Module):
+    """The wrapped model's output becomes NaN on the given forward calls."""
+
+    def __init__(self, model, calls):
+        super().__init__()
+        self.model, self.calls, self.count = model, set(calls), 0
+
+    def forward(self, x):
+        self.count += 1
+        out = self.model(x)
+        return out * float("nan") if self.count in self.calls else out
+
+
+def test_guard_stops_at_a_nan_naming_the_step_the_stage_and_the_loss_terms():
+    task = TinyRegression({"mse": 1.0})
+    model = _PoisonAt(task.build_model(), calls=[3])
+    optimizer = build_optimizer(OptimizerConfig(), model.parameters())
+    guard = NumericsGuard(allowed=0, stage="head", epoch=4)
+    with pytest.raises(NonFiniteError, match=r"non-finite loss term\(s\) mse at step 3 of epoch 5 in stage 'head'"):
+        train_epoch(model, optimizer, tiny_batches(4, 4), task, CPU, guard=guard)
+
+
+def test_guard_skips_up_to_the_allowed_steps_and_counts_them():
+    task = TinyRegression()
+    model = _PoisonAt(task.build_model(), calls=[2, 4])
+    optimizer = build_optimizer(OptimizerConfig(), model.parameters())
+    guard = NumericsGuard(allowed=2)
+    stats = train_epoch(model, optimizer, tiny_batches(6, 4), task, CPU, guard=guard)
+    assert guard.skipped == 2 and stats.steps == 6
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(NonFiniteError, match="2 of train.skip_nonfinite_steps=2 steps skipped before"):
+        model.count = 0
+        train_epoch(model, optimizer, tiny_batches(3, 4), task, CPU, guard=guard)
+
+
+def test_frozen_parameters_and_their_norm_statistics_stay_bit_identical():
+    task = build_task(TaskConfig(), manifest_for())
+    model = task.build_model()
+    frozen = freeze(model, ("encoder.*",))
+    assert frozen and all(name.startswith("encoder.") for name in frozen)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = build_optimizer(OptimizerConfig(weight_decay=0.1), [p for p in model.parameters() if p.requires_grad])
+    train_epoch(model, optimizer, [random_batch(4), random_batch(4)], task, CPU)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+
+
+def test_a_freeze_pattern_that_matches_nothing_is_an_error_naming_the_modules():
+    model = build_task(TaskConfig(), manifest_for()).build_model()
+    with pytest.raises(ValueError, match=r"'backbone\.\*' matches no parameter .*'decoder', 'encoder', 'segmentation_head'"):
+        freeze(model, ("backbone.*",))
+
+
+def _ddp_worker(rank: int, port: int, out: str):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    task = TinyRegression()
+    model = torch.nn.parallel.DistributedDataParallel(task.build_model())
+    optimizer = build_optimizer(OptimizerConfig(lr=0.01), model.parameters())
+    mine = [{k: v[rank * 4:(rank + 1) * 4] for k, v in b.items()} for b in tiny_batches(6, 8)]
+    losses = []
+    train_epoch(model, optimizer, mine, task, CPU, on_step=lambda t: losses.append(t.loss))
+    torch.save({"losses": losses, "weights": model.module.state_dict()}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_ddp_workers_with_batch_b_match_one_worker_with_batch_2b_step_by_step():
+    torch.manual_seed(0)
+    task = TinyRegression()
+    model = task.build_model()
+    optimizer = build_optimizer(OptimizerConfig(lr=0.01), model.parameters())
+    single = []
+    train_epoch(model, optimizer, tiny_batches(6, 8), task, CPU, on_step=lambda t: single.append(t.loss))
+    with tempfile.TemporaryDirectory() as out:
+        mp.spawn(_ddp_worker, args=(free_port(), out), nprocs=2)
+        ranks = [torch.load(f"{out}/rank{r}.pt") for r in (0, 1)]
+    pairs = list(zip(*(r["losses"] for r in ranks)))
+    assert len(pairs) == len(single) == 6
+    assert [sum(p) / 2 for p in pairs] == pytest.approx(single, rel=1e-5)  # each worker's mean loss over half the batch
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ranks[0]["weights"].values(), model.state_dict().values()))

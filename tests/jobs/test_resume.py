@@ -1,0 +1,100 @@
+"""A run killed mid-stage and resumed with --resume ends with the same weights as one that was never stopped.
+
+Each jobs.train here is its own process with its own local Ray; the interrupted one is killed with
+SIGKILL, with every Ray process it started (they share its process group), as when a machine dies.
+So no Ray instance of this test process may run at the same time.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import checkpoint
+from jobs import train
+from tests.conftest import tiny_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+EPOCHS = 3
+
+
+def _overrides(tiny_dataset, root: Path) -> list[str]:
+    stages = ("stages=[{name: warmup, epochs: 1}, {name: main, epochs: 2, optimizer: {lr: 0.003}, "
+              "plateau: {patience: 0, factor: 0.5}}]")
+    return [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith("train.epochs")] + [
+        stages, f"train.epochs={EPOCHS}", "scaling.num_workers=1", "data.preserve_order=true", "train.checkpoints_to_keep=5", "ray.num_cpus=2"]
+
+
+def _train(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "jobs.train", *args], cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def _checkpoints(root: Path) -> list[Path]:
+    return sorted(root.glob(f"*/ray_train/checkpoint_*/{checkpoint.STATE_FILE}"))
+
+
+def _kill_after_epochs(process: subprocess.Popen, root: Path, epochs: int, timeout_s: float = 300) -> None:
+    """SIGKILL the run and every process it started once `epochs` checkpoints exist."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(_checkpoints(root)) < epochs:
+            assert process.poll() is None, process.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the run did not reach its checkpoint in time"
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # its process group: the run and the Ray it started
+        process.wait()
+
+
+def _last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    folders = [path.parent for path in (run_dir / "ray_train").glob(f"checkpoint_*/{checkpoint.STATE_FILE}")]
+    return checkpoint.read(max(folders, key=checkpoint.saved_epoch))["model"]
+
+
+def test_a_run_killed_mid_stage_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tiny_dataset, tmp_path):
+    _finish(_train(*_overrides(tiny_dataset, tmp_path / "whole")))
+    (whole,) = (tmp_path / "whole").iterdir()
+
+    interrupted = tmp_path / "interrupted"
+    _kill_after_epochs(_train(*_overrides(tiny_dataset, interrupted)), interrupted, epochs=2)
+    (run_dir,) = interrupted.iterdir()
+    assert not (run_dir / "summary.json").exists()
+    stopped_at = max(checkpoint.saved_epoch(path.parent) for path in _checkpoints(interrupted)) + 1
+    assert 2 <= stopped_at < EPOCHS, "the run ended before it could be interrupted mid-stage"
+
+    output = _finish(_train("--resume", str(run_dir)))
+    assert f"resuming after epoch {stopped_at}" in output
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == EPOCHS and summary["resumes"] == 1
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, EPOCHS + 1))
+    assert [r["resumes"] for r in records] == [0] * stopped_at + [1] * (EPOCHS - stopped_at)
+    whole_records = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records] == [r["lr"] for r in whole_records]  # the plateau schedule went on where it was
+    assert [r["train/loss"] for r in records] == pytest.approx([r["train/loss"] for r in whole_records], rel=1e-6)
+
+    expected, resumed = _last_weights(whole), _last_weights(run_dir)
+    assert all(torch.equal(expected[name], resumed[name]) for name in expected), \
+        [name for name in expected if not torch.equal(expected[name], resumed[name])]
+
+
+def test_resuming_a_run_without_a_checkpoint_is_refused(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (run_dir / "ray_train" / "checkpoint_0").mkdir(parents=True)  # a checkpoint whose state.pt never got written
+    (run_dir / "config.yaml").write_text("name: empty\n")
+    assert train.main(["--resume", str(run_dir)]) == 2
+    assert "holds no complete checkpoint" in capsys.readouterr().err
