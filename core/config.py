@@ -185,6 +185,10 @@ class ScalingConfig(_Strict):
     autoscale_timeout_s: float = Field(0.0, ge=0.0, description="> 0: ask the autoscaler for a plan that does not fit yet, and wait this long")
 
 
+class FailureSettings(_Strict):
+    max_failures: int = Field(0, ge=-1, description="worker failures the run restarts after, from its latest checkpoint; -1: no limit")
+
+
 class RayConfig(_Strict):
     """How the local Ray instance is started when RAY_ADDRESS names no cluster."""
 
@@ -206,6 +210,7 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    failure: FailureSettings = Field(default_factory=FailureSettings)
     output: OutputConfig = Field(default_factory=OutputConfig)
     stages: list[StageConfig] = Field(default_factory=list, description="run in order; unset: one stage of train.epochs")
 

@@ -27,13 +27,18 @@ def find_resume_point(location: str) -> ResumePoint:
     if not (run_dir / "config.yaml").is_file():
         raise ValueError(f"--resume {location}: not a run directory (it holds no config.yaml); give a folder that "
                          "`python -m jobs.train` printed as its run directory")
-    complete = [folder for folder in (run_dir / TRAIN_STORAGE).glob("checkpoint_*") if (folder / checkpoint.STATE_FILE).is_file()]
-    if not complete:
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
         raise ValueError(f"--resume {location}: the run holds no complete checkpoint ({TRAIN_STORAGE}/checkpoint_*/"
                          f"{checkpoint.STATE_FILE}); it stopped before its first epoch ended, so start it again from its config")
-    states = {folder: checkpoint.saved_train_state(folder) for folder in complete}
-    latest = max(complete, key=lambda folder: states[folder]["epoch"])
-    return ResumePoint(run_dir, load_config(run_dir / "config.yaml"), latest, Progress.from_state(states[latest]))
+    state = checkpoint.saved_train_state(latest)
+    return ResumePoint(run_dir, load_config(run_dir / "config.yaml"), latest, Progress.from_state(state))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint of the latest epoch in a run directory, if any."""
+    complete = [folder for folder in (run_dir / TRAIN_STORAGE).glob("checkpoint_*") if (folder / checkpoint.STATE_FILE).is_file()]
+    return max(complete, key=checkpoint.saved_epoch, default=None)
 
 
 def drop_records_after(run_dir: Path, epoch: int) -> int:

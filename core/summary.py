@@ -56,6 +56,8 @@ def headline(summary: dict[str, Any]) -> list[str]:
         shown = ("val/pixel_acc", "val/mae", "val/chamfer", "val/miou", "train/loss", "train/samples_per_s")
         others = [k for k in shown if k != monitor and isinstance(last.get(k), (int, float))]
         lines += [f"last {k}: {last[k]:.4g}" for k in others]
+    if summary.get("startup", {}).get("to_first_step_s"):
+        lines.append(f"first optimizer step {summary['startup']['to_first_step_s']:.1f} s after start (summary.json: startup)")
     if len(summary.get("stages") or []) > 1:
         lines += [f"stage {s['stage']}: epochs {s['first_epoch']}-{s['last_epoch']}, ended: {s['ended']}" for s in summary["stages"]]
     if summary.get("skipped_steps"):
@@ -65,4 +67,6 @@ def headline(summary: dict[str, Any]) -> list[str]:
         lines.append(f"skipped {skipped} bad sample(s) (data.on_bad_sample=skip); summary.json names them")
     if summary.get("error"):
         lines.append(f"error: {summary['error']}")
+        if summary.get("checkpoint"):
+            lines.append(f"last good checkpoint: {summary['checkpoint']}; go on with: python -m jobs.train --resume {summary['run_dir']}")
     return lines

@@ -14,10 +14,10 @@ from typing import Any
 import ray
 
 from cluster.resources import ResourcePlan
-from core import checkpoint
+from core import checkpoint, startup
 from core import run_dir as runs
 from core.config import ExperimentConfig
-from core.resume import ResumePoint, drop_records_after
+from core.resume import ResumePoint, drop_records_after, latest_checkpoint
 from core.stages import PREVIOUS, check_patterns, plan_stages
 from core.summary import summarise
 from core.tasks import build_task
@@ -55,9 +55,11 @@ def check_stages(config: ExperimentConfig, manifest: dict[str, Any], task: Task)
 
 
 def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest: dict[str, Any], task: Task,
-        callbacks: list = (), init_checkpoint: dict[str, str] | None = None,
-        resume: ResumePoint | None = None) -> tuple[Path, dict[str, Any]]:
-    """Train (or go on with a resumed run); return the run directory and its summary. A failed fit is recorded, not raised."""
+        callbacks: list = (), init_checkpoint: dict[str, str] | None = None, resume: ResumePoint | None = None,
+        startup_marks: dict[str, float] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train (or go on with a resumed run); return the run directory and its summary. A failed fit is recorded, not raised.
+
+    startup_marks: the driver's core.startup marks so far; with rank 0's they become summary.json's "startup"."""
     from jobs._trainer import build_trainer  # Ray Train's import costs seconds; a bad config should not wait for it
 
     if resume is None:
@@ -70,22 +72,31 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     started = time.time()
     facts = {"status": "completed", "error": None, "checkpoint": None}
+    marks = dict(startup_marks or {})
     samples = SampleLog.remote()
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
                         config.data.on_bad_sample, samples)
     try:
         resumes = resume.progress.resumes + 1 if resume else 0
-        result = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules, resumes).fit()
+        trainer = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules, resumes)
+        marks["trainer_built"] = startup.mark()
+        result = trainer.fit()
         facts["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     except Exception as err:  # the run directory must still say what happened
-        facts.update(status="failed", error=f"{type(err).__name__}: {err}")
+        latest = latest_checkpoint(run_dir)
+        facts.update(status="failed", error=f"{type(err).__name__}: {err}", checkpoint=str(latest) if latest else None)
     skipped, bad_sample = ray.get(samples.report.remote())
     ray.kill(samples)
     if bad_sample is not None and facts["status"] == "failed":
         facts["error"] = f"DatasetError: {bad_sample}"
     facts["skipped_samples"] = {"count": len(skipped), "samples": skipped[:_SKIPPED_LISTED]}
+    records = runs.read_metrics(run_dir)
+    resumed_after = resume.progress.epoch + 1 if resume else 0
+    worker_marks = next((r["startup"] for r in records if r["epoch"] > resumed_after and "startup" in r), None)
+    if worker_marks and startup_marks:  # this session's first epoch, not a restart's
+        facts["startup"] = startup.phases({**marks, **worker_marks})
     summary = summarise(
-        runs.read_metrics(run_dir), task.monitor, config.train.epochs, task.monitor_mode, **facts, wall_time_s=time.time() - started,
+        records, task.monitor, config.train.epochs, task.monitor_mode, **facts, wall_time_s=time.time() - started,
         run_dir=str(run_dir), data={"uri": store.uri, **{s: v["rows"] for s, v in manifest["splits"].items()}},
     )
     runs.write_json(run_dir / runs.SUMMARY, summary)

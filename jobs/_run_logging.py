@@ -22,6 +22,7 @@ class RunDirCallback(UserCallback):
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
         record = dict(metrics[0])  # rank 0's figures, already reduced over all workers
+        record["memory/worker_peak_mb"] = max(m.get("memory/worker_peak_mb", 0.0) for m in metrics)
         images, meshes = [], []
         if checkpoint is not None:
             record["checkpoint"] = checkpoint.path

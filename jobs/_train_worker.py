@@ -18,7 +18,7 @@ import ray.train.torch
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
-from core import checkpoint
+from core import checkpoint, memory, startup
 from core.augment import augment_batch
 from core.config import AugmentConfig, ExperimentConfig
 from core.engine import EpochStats, Evaluation, NumericsGuard, StepRules, evaluate, train_epoch
@@ -32,6 +32,7 @@ from jobs._strategy import full_weights, load_shards, save_shards, wrap
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    entered = startup.mark()
     config = ExperimentConfig.model_validate(loop_config["config"])
     context = ray.train.get_context()
     # Ray Train logs each report of each worker at INFO (through loggers named by file path, so only
@@ -44,6 +45,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     progress, saved_optimizer = _restore(module, loop_config, config)
     stages = plan_stages(config)
     run = _Run(loop_config, context.get_world_rank(), context.get_world_size())
+    run.startup = {"worker_entered": entered, "model_built": startup.mark()}
     while progress.stage < len(stages):
         stage = stages[progress.stage]
         going_on = progress.stage_epochs > 0 or stage.keep_optimizer
@@ -57,6 +59,7 @@ class _Run:
         self.loop_config, self.rank, self.world_size = loop_config, rank, world_size
         self.manifest = loop_config["manifest"]
         self.staged = bool(loop_config["config"]["stages"])
+        self.startup: dict[str, float] = {}  # core.startup marks of this worker, sent with the run's first record
         self.device = ray.train.torch.get_device()
         self.dashboard = DashboardMetrics(loop_config["run_name"], rank)
         self.train_data = ray.train.get_dataset_shard("train")
@@ -101,6 +104,8 @@ def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_
         record = _record(epoch, stage, progress, task, stats, result, learning_rate, run)
         if run.staged:
             record["stage_event"] = _stage_event(first_of_stage, ended)
+        if run.startup:
+            record["startup"], run.startup = run.startup, {}
         progress.save_rng()
         _report(record, run.rank, model, optimizer, progress, result)
     return None if is_deepspeed(model) else optimizer.state_dict()
@@ -114,8 +119,11 @@ def _train_and_evaluate(model, optimizer, task, config: ExperimentConfig, epoch:
         batch_size=batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
         local_shuffle_seed=config.seed * 100_003 + epoch * 101 + run.rank, collate_fn=collate,
     )
-    stats = train_epoch(model, optimizer, batches, task, run.device, rules=rules, guard=guard,
-                        on_step=lambda timing: run.dashboard.on_step(timing, optimizer.param_groups[0]["lr"]))
+    def on_step(timing):
+        run.startup.setdefault("first_step", startup.mark())
+        run.dashboard.on_step(timing, optimizer.param_groups[0]["lr"])
+
+    stats = train_epoch(model, optimizer, batches, task, run.device, rules=rules, guard=guard, on_step=on_step)
     result = evaluate(model, run.val_data.iter_torch_batches(batch_size=batch_size), task, run.device,
                       num_previews=config.train.log_images if run.rank == 0 else 0)
     return stats, result
@@ -137,6 +145,7 @@ def _record(epoch: int, stage: Stage, progress: Progress, task, stats: EpochStat
         "train/loss": sum(task.loss_weights[name] * value for name, value in stats.losses.items()),
         **{f"loss_weight/{name}": weight for name, weight in task.loss_weights.items()},
         "train/samples_per_s": stats.samples * run.world_size / stats.seconds,
+        "memory/worker_peak_mb": memory.peak_bytes(run.device) / 2**20,  # the run directory keeps the largest worker's
         "train/data_wait_share": stats.data_wait_seconds / stats.seconds,
         **{f"val/{name}": value for name, value in result.metrics.items()},
         **{f"baseline/{name}": value for name, value in result.baselines.items()},

@@ -6,7 +6,7 @@ from typing import Any
 
 import ray.data
 from ray.data import ExecutionOptions, ExecutionResources
-from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from cluster.resources import ResourcePlan
@@ -37,6 +37,7 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
         run_config=RunConfig(
             name=TRAIN_STORAGE,
             storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=config.failure.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order=task.monitor_mode
             ),

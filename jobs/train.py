@@ -12,6 +12,7 @@ import sys
 from cluster import autoscale
 from cluster.connect import connect
 from cluster.resources import PlanError
+from core import startup
 from core.config import ConfigError, load_config
 from core.resume import find_resume_point
 from core.stages import plan_stages
@@ -24,6 +25,7 @@ USAGE_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    marks = {"process_start": startup.process_start(), "imports_done": startup.mark()}
     args = _parse(argv)
     try:
         resume = find_resume_point(args.resume) if args.resume else None
@@ -32,13 +34,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{resume.run_dir} already finished all its epochs; nothing to resume")
             return 0
         connect(config.ray, CODE_ROOT)
+        marks["ray_connected"] = startup.mark()
         plan = autoscale.plan_when_it_fits(config.scaling)
         store, manifest, task = prepare_data(config)
+        marks["data_prepared"] = startup.mark()
     except (ConfigError, PlanError, DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        run_dir, summary = run(config, plan, store, manifest, task, resume=resume)
+        run_dir, summary = run(config, plan, store, manifest, task, resume=resume, startup_marks=marks)
     finally:
         if config.scaling.autoscale_timeout_s > 0:
             autoscale.release()

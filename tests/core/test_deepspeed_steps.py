@@ -59,7 +59,7 @@ def _worker(rank: int, port: int, out: str, zero_stage: int):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("zero_stage", [2, 3])  # 1 shares its code path with 2 (stage_1_and_2)
+@pytest.mark.parametrize("zero_stage", [2, 3])  # ZeRO 1 shares DeepSpeed's code path with 2 (stage_1_and_2)
 def test_zero_matches_one_process_step_by_step_and_resumes_from_every_workers_shard(zero_stage):
     torch.manual_seed(0)
     task = TinyRegression()

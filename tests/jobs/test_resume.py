@@ -65,11 +65,11 @@ def _last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_run_killed_mid_stage_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tiny_dataset, tmp_path):
-    _finish(_train(*_overrides(tiny_dataset, tmp_path / "whole")))
-    (whole,) = (tmp_path / "whole").iterdir()
-
+    uninterrupted = _train(*_overrides(tiny_dataset, tmp_path / "whole"))  # side by side: each waits mostly on startup
     interrupted = tmp_path / "interrupted"
     _kill_after_epochs(_train(*_overrides(tiny_dataset, interrupted)), interrupted, epochs=2)
+    _finish(uninterrupted)
+    (whole,) = (tmp_path / "whole").iterdir()
     (run_dir,) = interrupted.iterdir()
     assert not (run_dir / "summary.json").exists()
     stopped_at = max(checkpoint.saved_epoch(path.parent) for path in _checkpoints(interrupted)) + 1

@@ -41,11 +41,20 @@ def test_metrics_and_summary_agree(finished_run):
     for record in records:
         assert 0.0 <= record["val/miou"] <= 1.0 and record["train/loss"] > 0
         assert "baseline/majority_class_miou" in record and record["checkpoint"]
+        assert 100 < record["memory/worker_peak_mb"] < 24 * 1024  # a worker's peak RSS: torch and a ResNet-18 at least
     summary = json.loads((finished_run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2
     assert summary["best"]["val/miou"] == max(r["val/miou"] for r in records)
     assert summary["baselines"]["baseline/majority_class_miou"] > 0
     assert summary["data"]["train"] == 16 and summary["data"]["val"] == 8
+
+
+def test_summary_breaks_the_time_to_the_first_step_into_phases(finished_run):
+    startup = json.loads((finished_run / "summary.json").read_text())["startup"]
+    phases = ["imports_s", "ray_start_s", "data_check_s", "trainer_build_s", "worker_start_s", "model_build_s", "first_step_s"]
+    assert list(startup) == [*phases, "to_first_step_s"] and all(startup[p] >= 0 for p in phases)
+    assert sum(startup[p] for p in phases) == pytest.approx(startup["to_first_step_s"], abs=0.01)
+    assert "startup" in json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[0])
 
 
 def test_last_checkpoint_holds_model_optimizer_and_epoch(finished_run):

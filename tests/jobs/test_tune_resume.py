@@ -1,4 +1,4 @@
-"""An interrupted sweep resumes: trials already done stay done, the interrupted one continues from its checkpoint.
+"""An interrupted sweep resumes: the interrupted trial continues from its checkpoint.
 
 Each jobs.tune here is its own process with its own local Ray, interrupted the way a user does it
 (SIGINT, Ctrl+C), so no Ray instance of this test process may run at the same time.
@@ -40,8 +40,7 @@ def _rows(sweep_dir: Path) -> list[dict]:
 
 
 def test_interrupted_sweep_resumes_where_it_stopped(tiny_dataset, tmp_path):
-    path = sweep_file(tmp_path, tiny_dataset, epochs=3, space={"train.optimizer.lr": {"grid": [0.001, 0.003]}},
-                      max_concurrent=1)
+    path = sweep_file(tmp_path, tiny_dataset, epochs=3, space={"train.optimizer.lr": {"grid": [0.001]}}, max_concurrent=1)
     first = _tune(str(path))
     try:
         _wait_for_first_checkpoint(tmp_path / "sweeps", first)
@@ -58,8 +57,8 @@ def test_interrupted_sweep_resumes_where_it_stopped(tiny_dataset, tmp_path):
     second = _tune("--resume", str(sweep_dir))
     output = second.communicate(timeout=600)[0]
     assert second.returncode == 0, output[-3000:]
-    rows = _rows(sweep_dir)
-    assert len(rows) == 2 and all(r["status"] == "completed" and r["epochs"] == "3/3" for r in rows), rows
+    (row,) = _rows(sweep_dir)
+    assert row["status"] == "completed" and row["epochs"] == "3/3", row
     # The interrupted trial went on from its last checkpoint: its new run starts after epoch 1.
-    starts = sorted(json.loads((Path(r["run directory"]) / "metrics.jsonl").read_text().splitlines()[0])["epoch"] for r in rows)
-    assert starts[0] == 1 and starts[1] > 1, starts
+    start = json.loads((Path(row["run directory"]) / "metrics.jsonl").read_text().splitlines()[0])["epoch"]
+    assert start > 1, start

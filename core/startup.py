@@ -1,0 +1,38 @@
+"""Where the time to the first optimizer step goes: wall-clock marks from the driver and from rank 0, as phases.
+
+The marks are time.time() values; the driver's and the worker's are comparable on one machine and
+within clock synchronisation on a cluster.
+"""
+from __future__ import annotations
+
+import time
+
+import psutil
+
+# (phase, from mark, to mark), in the order they happen.
+PHASES = (
+    ("imports_s", "process_start", "imports_done"),
+    ("ray_start_s", "imports_done", "ray_connected"),
+    ("data_check_s", "ray_connected", "data_prepared"),
+    ("trainer_build_s", "data_prepared", "trainer_built"),
+    ("worker_start_s", "trainer_built", "worker_entered"),
+    ("model_build_s", "worker_entered", "model_built"),
+    ("first_step_s", "model_built", "first_step"),
+)
+
+
+def process_start() -> float:
+    """When this process began, before any import of ours."""
+    return psutil.Process().create_time()
+
+
+def mark() -> float:
+    return time.time()
+
+
+def phases(marks: dict[str, float]) -> dict[str, float]:
+    """Seconds per phase, and to_first_step_s over all of them; phases whose marks are missing are left out."""
+    out = {name: round(marks[end] - marks[start], 3) for name, start, end in PHASES if start in marks and end in marks}
+    if "first_step" in marks and "process_start" in marks:
+        out["to_first_step_s"] = round(marks["first_step"] - marks["process_start"], 3)
+    return out
