@@ -23,15 +23,19 @@ def _tune(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_first_checkpoint(sweeps: Path, process: subprocess.Popen, timeout_s: float = 300) -> None:
-    """Until Tune holds a trial's first epoch checkpoint (in the trial's folder of the sweep's tune/)."""
+def _wait_for_second_checkpoint(sweeps: Path, process: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Until the trial's epoch 2 checkpoint lands in its folder of the sweep's tune/.
+
+    A checkpoint folder appears before Tune's driver registers it (a separate save task), so an
+    interrupt right then loses that epoch; by the time epoch 2's folder appears, epoch 1's is registered.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(sweeps.glob("*/tune/*/checkpoint_*")):
+        if any(sweeps.glob("*/tune/*/checkpoint_000001")):
             return
         assert process.poll() is None, process.communicate()[0][-3000:]
-        time.sleep(0.5)
-    raise AssertionError("no trial checkpoint reached Tune in time")
+        time.sleep(0.1)
+    raise AssertionError("the trial's second checkpoint did not reach Tune in time")
 
 
 def _rows(sweep_dir: Path) -> list[dict]:
@@ -43,7 +47,7 @@ def test_interrupted_sweep_resumes_where_it_stopped(tiny_dataset, tmp_path):
     path = sweep_file(tmp_path, tiny_dataset, epochs=3, space={"train.optimizer.lr": {"grid": [0.001]}}, max_concurrent=1)
     first = _tune(str(path))
     try:
-        _wait_for_first_checkpoint(tmp_path / "sweeps", first)
+        _wait_for_second_checkpoint(tmp_path / "sweeps", first)
         first.send_signal(signal.SIGINT)
         output = first.communicate(timeout=300)[0]
     finally:
@@ -59,6 +63,6 @@ def test_interrupted_sweep_resumes_where_it_stopped(tiny_dataset, tmp_path):
     assert second.returncode == 0, output[-3000:]
     (row,) = _rows(sweep_dir)
     assert row["status"] == "completed" and row["epochs"] == "3/3", row
-    # The interrupted trial went on from its last checkpoint: its new run starts after epoch 1.
+    # The interrupted trial went on from a registered checkpoint (epoch 1 or 2), not from scratch.
     start = json.loads((Path(row["run directory"]) / "metrics.jsonl").read_text().splitlines()[0])["epoch"]
     assert start > 1, start
