@@ -12,17 +12,15 @@ as DataLoader's process start is not: every pass of it forks anew. Prints a tabl
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from bench import _results
 from core.config import SyntheticConfig
 from data_pipeline.codec import ENCODINGS
 from data_pipeline.ray_reader import decode_images, read_split
@@ -32,7 +30,6 @@ from data_pipeline.synthetic import ensure_dataset
 
 COLUMNS = ["rgb", "labels"]
 BATCH = 32
-RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 
 
 def ray_data(store: DataStore, manifest: dict) -> int:
@@ -119,14 +116,8 @@ def main() -> None:
         ratios[f"a/c {encoding}"] = a / medians[f"c: one process, {encoding}"]
     ratios["npy/png (one process)"] = medians["c: one process, npy"] / medians["c: one process, png"]
     _print(args, figures, medians, ratios, first_pass, disk)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "versions": {"ray": ray.__version__, "torch": torch.__version__},
-        "settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios,
-        "ray_data_first_pass": first_pass, "bytes_on_disk": disk,
-    }, indent=2) + "\n")
-    print(f"written: {RESULTS}")
+    _results.write("ingest", {"settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios,
+                              "ray_data_first_pass": first_pass, "bytes_on_disk": disk})
 
 
 def _print(args, figures, medians, ratios, first_pass, disk) -> None:

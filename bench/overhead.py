@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench import _results
 from core.config import OptimizerConfig, load_config
 from core.engine import train_epoch
 from core.optim import build_optimizer
@@ -32,7 +32,6 @@ from data_pipeline.storage import DataStore
 from data_pipeline.synthetic import ensure_dataset
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
-RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 CPU = torch.device("cpu")
 PASSES = Path("/tmp/bench_overhead_passes.json")
 
@@ -125,15 +124,7 @@ def main() -> None:
         print(f"{name:<26}{medians[name]:>12.1f}   {', '.join(f'{v:.1f}' for v in values)}")
     for name, value in ratios.items():
         print(f"{name:<26}{value:>12.3f}")
-    import ray
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "versions": {"ray": ray.__version__, "torch": torch.__version__},
-        "settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios,
-    }, indent=2) + "\n")
-    print(f"written: {RESULTS}")
+    _results.write("overhead", {"settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios})
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from torch import nn
 
 STATE_FILE = "state.pt"
 PREVIEWS = "previews"
+_NAMED = 8  # a shape mismatch names this many tensors, and counts the rest
 
 
 def save(folder: Path, model: nn.Module | dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None, train_state: dict[str, Any],
@@ -45,10 +46,25 @@ def read(folder: Path) -> dict[str, Any]:
 
 def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
     state = read(folder)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], folder)
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     return state["train_state"]
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: Path | str) -> None:
+    """load_state_dict, refusing weights of a model of another shape with the tensors that differ named."""
+    own = model.state_dict()
+    problems = [f"{name}: {list(weights[name].shape)} in the checkpoint, {list(tensor.shape)} in this model"
+                for name, tensor in own.items() if name in weights and weights[name].shape != tensor.shape]
+    missing, unexpected = [n for n in own if n not in weights], [n for n in weights if n not in own]
+    problems += [f"{name}: missing from the checkpoint" for name in missing]
+    problems += [f"{name}: in the checkpoint, not in this model" for name in unexpected]
+    if problems:
+        shown = "; ".join(problems[:_NAMED]) + (f"; and {len(problems) - _NAMED} more" if len(problems) > _NAMED else "")
+        raise ValueError(f"checkpoint {source} was saved from a model of another shape than the config builds "
+                         f"({len(problems)} tensor(s) differ): {shown}")
+    model.load_state_dict(weights)
 
 
 def saved_train_state(folder: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from core.progress import Progress
 from core.run_dir import METRICS, read_metrics
 
 TRAIN_STORAGE = "ray_train"  # RunConfig(name=...) of the run's Ray Train storage inside its run directory
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's list of the checkpoints it registered
 
 
 @dataclass(frozen=True)
@@ -29,16 +30,25 @@ def find_resume_point(location: str) -> ResumePoint:
                          "`python -m jobs.train` printed as its run directory")
     latest = latest_checkpoint(run_dir)
     if latest is None:
-        raise ValueError(f"--resume {location}: the run holds no complete checkpoint ({TRAIN_STORAGE}/checkpoint_*/"
-                         f"{checkpoint.STATE_FILE}); it stopped before its first epoch ended, so start it again from its config")
+        raise ValueError(f"--resume {location}: the run holds no complete checkpoint (none listed in {TRAIN_STORAGE}/"
+                         f"{RAY_SNAPSHOT}); it stopped before its first epoch ended, so start it again from its config")
     state = checkpoint.saved_train_state(latest)
     return ResumePoint(run_dir, load_config(run_dir / "config.yaml"), latest, Progress.from_state(state))
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The complete checkpoint of the latest epoch in a run directory, if any."""
-    complete = [folder for folder in (run_dir / TRAIN_STORAGE).glob("checkpoint_*") if (folder / checkpoint.STATE_FILE).is_file()]
-    return max(complete, key=checkpoint.saved_epoch, default=None)
+    """The checkpoint of the latest epoch that Ray Train registered in a run directory, if any.
+
+    Ray Train lists a checkpoint in its snapshot only once all its files are in storage, so a folder
+    it does not list is a write that never finished, however complete its state.pt looks.
+    """
+    storage = run_dir / TRAIN_STORAGE
+    try:
+        listed = json.loads((storage / RAY_SNAPSHOT).read_text())["checkpoint_results"]
+    except FileNotFoundError:
+        return None
+    folders = [storage / result["checkpoint_dir_name"] for result in listed]
+    return max((f for f in folders if (f / checkpoint.STATE_FILE).is_file()), key=checkpoint.saved_epoch, default=None)
 
 
 def drop_records_after(run_dir: Path, epoch: int) -> int:

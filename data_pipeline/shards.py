@@ -87,6 +87,9 @@ def write_manifest(store: DataStore, manifest: dict[str, Any]) -> None:
 
 def read_manifest(store: DataStore) -> dict[str, Any]:
     where = store.display(MANIFEST)
+    if not store.exists(""):
+        raise DatasetError(f"data set {store.display()} does not exist: data.uri must name a folder or s3://bucket/prefix "
+                           "that jobs.preprocess (or the synthetic generator) wrote")
     if not store.exists(MANIFEST):
         raise DatasetError(f"{where} does not exist: {store.uri} holds no complete data set "
                            "(run jobs.preprocess, or set data.generate_if_missing)")
@@ -95,6 +98,9 @@ def read_manifest(store: DataStore) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise DatasetError(f"{where} is not valid JSON: {err}") from None
     version = manifest.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise DatasetError(f"{where} has schema_version {version}, newer than the {SCHEMA_VERSION} this code reads: "
+                           "update this checkout to the code that wrote it, or convert the data again with this one")
     if version != SCHEMA_VERSION:
         raise DatasetError(f"{where} has schema_version {version!r}; this code reads version {SCHEMA_VERSION}")
     return manifest

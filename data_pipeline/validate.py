@@ -15,13 +15,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 
-from data_pipeline.shards import SCHEMA, DatasetError, sha256_of
+from data_pipeline.shards import SCHEMA, DatasetError, sha256_of, shard_paths
 from data_pipeline.storage import DataStore
 
 _HASH_THREADS = 8  # reading and hashing shards waits on the disk or the network, not on the CPU
 
 
 def check_shards(store: DataStore, manifest: dict[str, Any], splits: list[str], columns: list[str], checksums: bool) -> None:
+    for split in splits:
+        shard_paths(store, manifest, split)  # refuses a split the manifest lacks or holds no rows of
     entries = [shard for split in splits for shard in manifest["splits"][split]["shards"]]
     for shard in entries:
         _check_footer(store, shard, columns)

@@ -26,6 +26,7 @@ from data_pipeline.shards import read_manifest
 from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleLog, SampleRules, check_shards
 from data_pipeline.synthetic import ensure_dataset
+from jobs import _signals
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 _SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, and counts them all
@@ -49,9 +50,12 @@ def check_stages(config: ExperimentConfig, manifest: dict[str, Any], task: Task)
     for stage in plan_stages(config):
         build_task(stage.config.task, manifest)
         check_patterns(model, stage.freeze, stage.name)
-        if stage.start_from != PREVIOUS and not (Path(stage.start_from) / checkpoint.STATE_FILE).is_file():
+        if stage.start_from == PREVIOUS:
+            continue
+        if not (Path(stage.start_from) / checkpoint.STATE_FILE).is_file():
             raise ValueError(f"stage {stage.name}: start_from {stage.start_from} is not a complete checkpoint folder "
                              f"(no {checkpoint.STATE_FILE}); give 'previous' or a checkpoint_* folder of a run")
+        checkpoint.load(Path(stage.start_from), model)
 
 
 def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest: dict[str, Any], task: Task,
@@ -82,6 +86,10 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         marks["trainer_built"] = startup.mark()
         result = trainer.fit()
         facts["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    except (KeyboardInterrupt, SystemExit):  # Ray Train's SIGINT handler aborted the workers and raised SystemExit
+        latest = latest_checkpoint(run_dir)
+        facts.update(status="interrupted", checkpoint=str(latest) if latest else None,
+                     error=f"stopped by {_signals.stopped_by().name}")
     except Exception as err:  # the run directory must still say what happened
         latest = latest_checkpoint(run_dir)
         facts.update(status="failed", error=f"{type(err).__name__}: {err}", checkpoint=str(latest) if latest else None)

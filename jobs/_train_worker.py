@@ -173,7 +173,7 @@ def _restore(module: torch.nn.Module, loop_config: dict[str, Any], config: Exper
             else saved.as_directory() as local:
         folder = Path(local)
         state = checkpoint.read(folder)
-    module.load_state_dict(state["model"])
+    checkpoint.load_weights(module, state["model"], folder)
     progress = Progress.from_state(state["train_state"])
     if saved is not None and loop_config.get("resumes", 0) > progress.resumes:
         progress.resumes = loop_config["resumes"]

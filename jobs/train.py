@@ -18,6 +18,7 @@ from core.resume import find_resume_point
 from core.stages import plan_stages
 from core.summary import headline
 from data_pipeline.shards import DatasetError
+from jobs import _signals
 from jobs._experiment import CODE_ROOT, prepare_data, run
 
 DEFAULT_CONFIG = CODE_ROOT / "configs" / "quickstart.yaml"
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{resume.run_dir} already finished all its epochs; nothing to resume")
             return 0
         connect(config.ray, CODE_ROOT)
+        _signals.forward_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
         marks["ray_connected"] = startup.mark()
         plan = autoscale.plan_when_it_fits(config.scaling)
         store, manifest, task = prepare_data(config)
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         if config.scaling.autoscale_timeout_s > 0:
             autoscale.release()
     print("\n".join([f"run directory: {run_dir}", *headline(summary)]))
+    if summary["status"] == "interrupted":
+        return _signals.exit_code(_signals.stopped_by())
     return 0 if summary["status"] == "completed" else 1
 
 

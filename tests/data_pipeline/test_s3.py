@@ -1,7 +1,9 @@
 """Data sets on S3 (a real endpoint: moto_server): written, validated and trained on through the same URIs."""
 import pickle
+from pathlib import Path
 
 import pytest
+import ray
 
 from data_pipeline import shards
 from data_pipeline.storage import DataStore
@@ -62,7 +64,9 @@ def test_training_reads_the_data_set_from_s3(ray_with_s3_credentials, s3, s3_dat
     (run_dir,) = (tmp_path / "runs").iterdir()
     summary = (run_dir / "summary.json").read_text()
     assert '"uri": "s3://vision-data/tiny"' in summary and '"status": "completed"' in summary
-    for path in run_dir.rglob("*"):
+    # The run directory holds TensorBoard's event files too; Ray's session logs hold every worker's output.
+    session_logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    for path in [*run_dir.rglob("*"), *session_logs.rglob("*")]:
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), f"the secret key leaked into {path}"
     assert SECRET not in "".join(capsys.readouterr())

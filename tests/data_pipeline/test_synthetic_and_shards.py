@@ -10,6 +10,7 @@ from data_pipeline.render import IGNORE_LABEL
 from data_pipeline.storage import DataStore
 from data_pipeline.synthetic import ensure_dataset, generate
 from data_pipeline.terrain import CLASSES
+from data_pipeline.validate import check_shards
 
 SMALL = SyntheticConfig(num_train=6, num_val=2, image_size=32, views_per_scene=3, seed=3, rows_per_shard=4)
 
@@ -111,5 +112,20 @@ def test_newer_schema_version_is_refused(tmp_path):
     manifest = json.loads((tmp_path / shards.MANIFEST).read_text())
     manifest["schema_version"] = shards.SCHEMA_VERSION + 1
     (tmp_path / shards.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(shards.DatasetError, match="schema_version"):
+    with pytest.raises(shards.DatasetError, match=f"schema_version {shards.SCHEMA_VERSION + 1}, newer than the"):
         shards.read_manifest(DataStore.at(tmp_path))
+
+
+def test_a_data_set_uri_that_names_nothing_is_refused(tmp_path):
+    with pytest.raises(shards.DatasetError, match=f"data set {tmp_path / 'nowhere'} does not exist: data.uri must name"):
+        shards.read_manifest(DataStore.at(tmp_path / "nowhere"))
+
+
+def test_an_empty_split_is_refused(tmp_path):
+    generate(DataStore.at(tmp_path), SMALL)
+    manifest = json.loads((tmp_path / shards.MANIFEST).read_text())
+    manifest["splits"]["val"].update(rows=0, shards=[])
+    (tmp_path / shards.MANIFEST).write_text(json.dumps(manifest))
+    store = DataStore.at(tmp_path)
+    with pytest.raises(shards.DatasetError, match="split 'val' is empty"):
+        check_shards(store, shards.read_manifest(store), ["train", "val"], ["rgb"], checksums=False)

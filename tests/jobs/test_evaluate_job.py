@@ -67,3 +67,14 @@ def test_cityscapes_classes_map_back_to_label_ids():
 def test_a_folder_that_is_no_run_is_a_clear_error(tmp_path, capsys):
     assert evaluate_job.main([str(tmp_path)]) == 2
     assert "neither a run directory" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_model_is_refused_naming_the_tensors(tmp_path, tiny_dataset, capsys):
+    run_dir, _, _, _ = _run_dir(tmp_path, tiny_dataset, ["task.model.encoder=resnet50"])
+    config = load_config(DEFAULT_CONFIG, [f"data.uri={tiny_dataset}"])  # resnet18: the run's config now disagrees
+    (run_dir / "config.yaml").write_text(to_yaml(config))
+    assert evaluate_job.main([str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "was saved from a model of another shape than the config builds" in err
+    assert "encoder.layer1.0.conv1.weight: [64, 64, 1, 1] in the checkpoint, [64, 64, 3, 3] in this model" in err
+    assert not (run_dir / "eval_val").exists()

@@ -1,8 +1,8 @@
-"""A run killed mid-stage and resumed with --resume ends with the same weights as one that was never stopped.
+"""A run stopped mid-stage and resumed with --resume ends with the same weights as one that was never stopped.
 
-Each jobs.train here is its own process with its own local Ray; the interrupted one is killed with
-SIGKILL, with every Ray process it started (they share its process group), as when a machine dies.
-So no Ray instance of this test process may run at the same time.
+Each jobs.train here is its own process with its own local Ray; the interrupted one gets SIGTERM,
+as a scheduler or `kill` sends it, and must stop its workers, say so in summary.json and exit
+non-zero. So no Ray instance of this test process may run at the same time.
 """
 import json
 import os
@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -20,11 +21,11 @@ from jobs import train
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
-EPOCHS = 3
+EPOCHS = 4  # the stop lands in epoch 3 or, if that ends first, in epoch 4: mid-stage either way
 
 
 def _overrides(tiny_dataset, root: Path) -> list[str]:
-    stages = ("stages=[{name: warmup, epochs: 1}, {name: main, epochs: 2, optimizer: {lr: 0.003}, "
+    stages = ("stages=[{name: warmup, epochs: 1}, {name: main, epochs: 3, optimizer: {lr: 0.003}, "
               "plateau: {patience: 0, factor: 0.5}}]")
     return [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith("train.epochs")] + [
         stages, f"train.epochs={EPOCHS}", "scaling.num_workers=1", "data.preserve_order=true", "train.checkpoints_to_keep=5", "ray.num_cpus=2"]
@@ -42,20 +43,26 @@ def _finish(process: subprocess.Popen) -> str:
     return output
 
 
-def _checkpoints(root: Path) -> list[Path]:
-    return sorted(root.glob(f"*/ray_train/checkpoint_*/{checkpoint.STATE_FILE}"))
+def _stop_after_epochs(process: subprocess.Popen, root: Path, epochs: int, timeout_s: float = 300) -> tuple[str, list]:
+    """SIGTERM the run once `epochs` epochs are recorded; (its output, the processes it had started that outlived it).
 
-
-def _kill_after_epochs(process: subprocess.Popen, root: Path, epochs: int, timeout_s: float = 300) -> None:
-    """SIGKILL the run and every process it started once `epochs` checkpoints exist."""
+    metrics.jsonl gets an epoch once Ray Train registered its checkpoint; the checkpoint's files appear before that."""
     deadline = time.monotonic() + timeout_s
+    started = []
     try:
-        while len(_checkpoints(root)) < epochs:
+        while sum(len(path.read_text().splitlines()) for path in root.glob("*/metrics.jsonl")) < epochs:
             assert process.poll() is None, process.communicate()[0][-3000:]
             assert time.monotonic() < deadline, "the run did not reach its checkpoint in time"
             time.sleep(0.1)
+        started = psutil.Process(process.pid).children(recursive=True)  # its Ray, its workers among them
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0]
+        return output, psutil.wait_procs(started, timeout=30)[1]
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # its process group: the run and the Ray it started
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its process group, whatever is left of it
+        except ProcessLookupError:
+            pass
         process.wait()
 
 
@@ -64,22 +71,28 @@ def _last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return checkpoint.read(max(folders, key=checkpoint.saved_epoch))["model"]
 
 
-def test_a_run_killed_mid_stage_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tiny_dataset, tmp_path):
+def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tiny_dataset, tmp_path):
     uninterrupted = _train(*_overrides(tiny_dataset, tmp_path / "whole"))  # side by side: each waits mostly on startup
     interrupted = tmp_path / "interrupted"
-    _kill_after_epochs(_train(*_overrides(tiny_dataset, interrupted)), interrupted, epochs=2)
+    process = _train(*_overrides(tiny_dataset, interrupted))
+    output, outlived = _stop_after_epochs(process, interrupted, epochs=2)
     _finish(uninterrupted)
     (whole,) = (tmp_path / "whole").iterdir()
     (run_dir,) = interrupted.iterdir()
-    assert not (run_dir / "summary.json").exists()
-    stopped_at = max(checkpoint.saved_epoch(path.parent) for path in _checkpoints(interrupted)) + 1
+    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert not outlived, f"still running after the run stopped: {[p.pid for p in outlived]}"
+    stopped = json.loads((run_dir / "summary.json").read_text())
+    stopped_at = stopped["epochs_completed"]
+    assert stopped["status"] == "interrupted" and stopped["error"] == "stopped by SIGTERM", stopped
     assert 2 <= stopped_at < EPOCHS, "the run ended before it could be interrupted mid-stage"
+    assert checkpoint.saved_epoch(Path(stopped["checkpoint"])) + 1 == stopped_at
+    assert f"python -m jobs.train --resume {run_dir}" in output
 
     output = _finish(_train("--resume", str(run_dir)))
     assert f"resuming after epoch {stopped_at}" in output
 
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["epochs_completed"] == EPOCHS and summary["resumes"] == 1
+    assert summary["status"] == "completed" and summary["epochs_completed"] == EPOCHS and summary["resumes"] == 1, summary
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, EPOCHS + 1))
     assert [r["resumes"] for r in records] == [0] * stopped_at + [1] * (EPOCHS - stopped_at)

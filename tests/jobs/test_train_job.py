@@ -10,6 +10,8 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from core import checkpoint
+from core.resume import TRAIN_STORAGE, find_resume_point
 from data_pipeline import codec, shards
 from jobs import train
 from tests.conftest import tiny_overrides
@@ -63,6 +65,23 @@ def test_last_checkpoint_holds_model_optimizer_and_epoch(finished_run):
     summary = json.loads((finished_run / "summary.json").read_text())
     state = torch.load(f"{summary['checkpoint']}/state.pt", weights_only=True)
     assert set(state) == {"model", "optimizer", "train_state"} and state["train_state"]["epoch"] == 1
+
+
+def test_a_checkpoint_ray_never_registered_is_not_resumed_from(finished_run, tmp_path):
+    """A folder left by an upload that was cut off is passed over, however complete its state.pt looks."""
+    import torch
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    registered = find_resume_point(str(run_dir)).checkpoint
+    assert checkpoint.saved_epoch(registered) == 1
+    cut_off = run_dir / TRAIN_STORAGE / "checkpoint_2099-01-01_00-00-00.000000"
+    cut_off.mkdir()
+    state = checkpoint.read(registered)
+    state["train_state"]["epoch"] = 2
+    torch.save(state, cut_off / checkpoint.STATE_FILE)
+    resumed = find_resume_point(str(run_dir))
+    assert resumed.checkpoint == registered and resumed.progress.epoch == 1
 
 
 def test_report_reads_the_real_run(finished_run, tmp_path, capsys):
