@@ -1,11 +1,11 @@
 """python -m bench.recovery [--repeats R] [--kill-after S]: what a killed training worker costs.
 
-Each repeat runs the quickstart for 2 epochs with failure.max_failures=1 in its own process and,
---kill-after seconds into epoch 2, SIGKILLs one Ray Train worker process (by PID, found among the
-run's descendants). Ray Train restarts the worker group from the epoch 1 checkpoint. Measured:
-seconds from the kill to the first optimizer step after the restart (rank 0's startup marks in
-metrics.jsonl), and the work redone (the part of epoch 2 done before the kill, in seconds and in
-steps at epoch 1's step rate). Medians in the table; JSON to bench/results/recovery.json.
+Each repeat runs the quickstart for 3 epochs with failure.max_failures=1 in its own process and,
+--kill-after seconds into epoch 2 (about 13 s long here), SIGKILLs one Ray Train worker process
+(by PID, found among the run's descendants). Ray Train restarts the worker group from the epoch 1
+checkpoint. Measured: seconds from the kill to the first optimizer step after the restart (rank
+0's startup marks in metrics.jsonl), and the work redone (the part of epoch 2 done before the
+kill, in seconds and in steps at the last epoch's step rate). Medians in the table; JSON to bench/results/recovery.json.
 """
 from __future__ import annotations
 
@@ -33,22 +33,27 @@ WORKER_TITLE = "ray::RayTrainWorker"
 
 
 def one_run(out: Path, kill_after: float) -> dict[str, float]:
-    command = [sys.executable, "-m", "jobs.train", f"output.root={out}", "train.epochs=2", "failure.max_failures=1"]
+    command = [sys.executable, "-m", "jobs.train", f"output.root={out}", "train.epochs=3", "failure.max_failures=1"]
     run = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         first_record_at = _wait_for_first_record(out, run)
         time.sleep(kill_after)
         killed_at = _kill_a_worker(run.pid)
         stderr = run.communicate(timeout=1800)[1]
+        (out / "stderr.log").write_text(stderr)
         if run.returncode != 0:
             raise SystemExit(f"the run failed ({run.returncode}):\n{stderr[-3000:]}")
     finally:
         _stop_group(run.pid)
-    (run_dir,) = out.iterdir()
+    (run_dir,) = out.glob("*/")
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    restarted = next(r for r in records if r["restarts_from_checkpoint"] == 1 and "startup" in r)
-    first, config = records[0], load_config(run_dir / "config.yaml")
-    steps_per_s = first["train/samples_per_s"] / (config.train.batch_size * config.scaling.num_workers)
+    restarted = next((r for r in records if r["restarts_from_checkpoint"] == 1 and "startup" in r), None)
+    if restarted is None:
+        seen = [(r["epoch"], r["restarts_from_checkpoint"], "startup" in r) for r in records]
+        raise SystemExit(f"no record of a restarted worker group in {run_dir} (epoch, restarts, startup marks): {seen}\n"
+                         f"{(out / 'stderr.log').read_text()[-4000:]}")
+    config = load_config(run_dir / "config.yaml")  # the last epoch is the steadiest: no startup in it
+    steps_per_s = records[-1]["train/samples_per_s"] / (config.train.batch_size * config.scaling.num_workers)
     redone_s = killed_at - first_record_at
     return {"kill_to_next_step_s": restarted["startup"]["first_step"] - killed_at, "redone_s": redone_s,
             "redone_steps": redone_s * steps_per_s}
@@ -90,7 +95,7 @@ def _stop_group(pid: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--kill-after", type=float, default=10.0, help="seconds into epoch 2")
+    parser.add_argument("--kill-after", type=float, default=4.0, help="seconds into epoch 2")
     args = parser.parse_args()
     config = load_config(QUICKSTART)
     ensure_dataset(DataStore.at(REPO / config.data.uri), config.data.synthetic)

@@ -32,7 +32,8 @@ LABELS = {"imports_s": "imports", "ray_start_s": "Ray start", "data_check_s": "d
 def floor(out: Path) -> dict[str, float]:
     line = _run([sys.executable, "-m", "bench._startup_floor", str(out)]).strip().splitlines()[-1]
     marks = json.loads(line)
-    marks["first_step"] = marks["worker_entered"]  # the floor's workers have nothing more to do
+    marks["data_prepared"] = marks["ray_connected"]  # the floor has no data to check
+    marks["first_step"] = marks["worker_entered"]  # and its workers have nothing more to do
     return startup.phases(marks)
 
 

@@ -120,7 +120,8 @@ def _train_and_evaluate(model, optimizer, task, config: ExperimentConfig, epoch:
         local_shuffle_seed=config.seed * 100_003 + epoch * 101 + run.rank, collate_fn=collate,
     )
     def on_step(timing):
-        run.startup.setdefault("first_step", startup.mark())
+        if run.startup and "first_step" not in run.startup:  # this worker session's first step; emptied once reported
+            run.startup["first_step"] = startup.mark()
         run.dashboard.on_step(timing, optimizer.param_groups[0]["lr"])
 
     stats = train_epoch(model, optimizer, batches, task, run.device, rules=rules, guard=guard, on_step=on_step)
