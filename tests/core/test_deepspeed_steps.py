@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from core.config import ExperimentConfig
 from core.engine import train_epoch
 from core.optim import build_optimizer
+from tests.core import spawned_ranks
 from tests.core.tiny_task import TinyRegression, tiny_batches
 from tests.ray_head import free_port
 
@@ -56,7 +57,7 @@ def _worker(rank: int, port: int, out: str, zero_stage: int):
     load_shards(second, Path(out))
     _train(second, second_optimizer, batches[3:], rank)
     torch.save({"losses": losses, "uninterrupted": uninterrupted, "resumed": full_weights(second)}, f"{out}/rank{rank}.pt")
-    dist.destroy_process_group()
+    spawned_ranks.leave()
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])  # ZeRO 1 shares DeepSpeed's code path with 2 (stage_1_and_2)

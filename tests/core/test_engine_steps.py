@@ -12,9 +12,10 @@ from core.engine import NonFiniteError, NumericsGuard, StepRules, train_epoch
 from core.optim import build_optimizer
 from core.stages import freeze
 from core.tasks import build_task
-from tests.ray_head import free_port
+from tests.core import spawned_ranks
 from tests.core.task_batches import manifest_for, random_batch
 from tests.core.tiny_task import TinyRegression, tiny_batches
+from tests.ray_head import free_port
 
 CPU = torch.device("cpu")
 
@@ -130,7 +131,7 @@ def _ddp_worker(rank: int, port: int, out: str):
     losses = []
     train_epoch(model, optimizer, mine, task, CPU, on_step=lambda t: losses.append(t.loss))
     torch.save({"losses": losses, "weights": model.module.state_dict()}, f"{out}/rank{rank}.pt")
-    dist.destroy_process_group()
+    spawned_ranks.leave()
 
 
 def test_two_ddp_workers_with_batch_b_match_one_worker_with_batch_2b_step_by_step():
