@@ -19,10 +19,10 @@ from core.config import ConfigError, format_override, load_config
 from core.sweep_config import SweepConfig, load_sweep
 from core.sweep_results import write_results
 from data_pipeline.shards import DatasetError
+from jobs import _signals
 from jobs._experiment import CODE_ROOT, prepare_data
 
 USAGE_ERROR = 2
-INTERRUPTED = 130
 SWEEP_FILE = "sweep.yaml"
 
 
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         # Ray Train frees the workers of a trial the scheduler stopped through the state API, which
         # the dashboard serves: without it, ASHA's stopped trials keep their CPUs and the sweep hangs.
         connect(base.ray.model_copy(update={"include_dashboard": True}), CODE_ROOT)
+        _signals.forward_sigterm()  # Tune stops a sweep cleanly on SIGINT; ray.init's SIGTERM handler just exits
         _check_trials_fit(sweep)
         store, manifest, _ = prepare_data(base)
     except (ConfigError, PlanError, DatasetError, ValueError) as err:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     unfinished = [row["trial"] for row in rows if row["status"] == "unfinished"]
     if unfinished:
         print(f"interrupted: {', '.join(unfinished)} unfinished; continue with python -m jobs.tune --resume {sweep_dir}")
-        return INTERRUPTED
+        return _signals.exit_code(_signals.stopped_by())
     return 0 if best_config else 1
 
 
