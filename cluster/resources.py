@@ -59,6 +59,21 @@ def make_plan(scaling: ScalingConfig, nodes: list[dict[str, float]], runs: int =
     return plan
 
 
+def shortfall(plan: ResourcePlan, nodes: list[dict[str, float]]) -> str | None:
+    """None when the plan fits these nodes; otherwise what is missing, to say why a run that lost nodes cannot go on."""
+    try:
+        _check(plan, nodes, runs=1, driver_cpus=0.0)
+        return None
+    except PlanError as err:
+        need = {"CPU": plan.num_workers * plan.cpus_per_worker + plan.data_cpus, "GPU": plan.num_workers * plan.gpus_per_worker}
+        have = {key: sum(node.get(key, 0.0) for node in nodes) for key in need}
+        missing = {key: need[key] - have[key] for key in need if need[key] > have[key] + 1e-9}
+        if not missing:
+            return f"the {len(nodes)} alive node(s) have the resources in total but not on one node where needed: {err}"
+        short = ", ".join(f"{amount:g} {key}" for key, amount in missing.items())
+        return f"missing {short} (the plan needs {_fmt_totals(need)}, the {len(nodes)} alive node(s) have {_fmt_totals(have)}): {err}"
+
+
 def _check(plan: ResourcePlan, nodes: list[dict[str, float]], runs: int, driver_cpus: float) -> None:
     free = [{"CPU": n.get("CPU", 0.0), "GPU": n.get("GPU", 0.0)} for n in nodes]
     bundles = ([{"CPU": driver_cpus}] if driver_cpus else []) + [plan.resources_per_worker()] * plan.num_workers
@@ -100,6 +115,10 @@ def _too_big(plan: ResourcePlan, nodes: list[dict[str, float]], runs: int, drive
         f"Lower scaling.num_workers or scaling.cpus_per_worker/gpus_per_worker"
         f"{', or the number of concurrent trials' if runs > 1 else ''}, or add nodes."
     )
+
+
+def _fmt_totals(totals: dict[str, float]) -> str:
+    return ", ".join(f"{amount:g} {key}" for key, amount in totals.items() if amount or key == "CPU")
 
 
 def _fmt(values: list[float]) -> str:

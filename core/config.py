@@ -187,6 +187,9 @@ class ScalingConfig(_Strict):
 
 class FailureSettings(_Strict):
     max_failures: int = Field(0, ge=-1, description="worker failures the run restarts after, from its latest checkpoint; -1: no limit")
+    resource_wait_s: float = Field(
+        600.0, gt=0.0, description="how long a worker group waits for the plan's resources (a lost node replaced) before the run fails naming what is missing"
+    )
 
 
 class RayConfig(_Strict):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from data_pipeline.shards import SCHEMA, DatasetError, sha256_of, shard_paths
 from data_pipeline.storage import DataStore
@@ -123,3 +124,9 @@ class SampleLog:
 
     def report(self) -> tuple[list[dict[str, Any]], str | None]:
         return list(self._skipped.values()), self._failure
+
+
+def start_sample_log() -> "ray.actor.ActorHandle":
+    """A SampleLog beside the driver, as Ray Train places its controller: a worker node may be lost mid-run, and the log with it."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return SampleLog.options(scheduling_strategy=here).remote()

@@ -13,7 +13,8 @@ from typing import Any
 
 import ray
 
-from cluster.resources import ResourcePlan
+from cluster.connect import node_resources
+from cluster.resources import ResourcePlan, shortfall
 from core import checkpoint, startup
 from core import run_dir as runs
 from core.config import ExperimentConfig
@@ -24,7 +25,7 @@ from core.tasks import build_task
 from core.tasks.base import Task
 from data_pipeline.shards import read_manifest
 from data_pipeline.storage import DataStore
-from data_pipeline.validate import SampleLog, SampleRules, check_shards
+from data_pipeline.validate import SampleRules, check_shards, start_sample_log
 from data_pipeline.synthetic import ensure_dataset
 from jobs import _signals
 
@@ -77,7 +78,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     started = time.time()
     facts = {"status": "completed", "error": None, "checkpoint": None}
     marks = dict(startup_marks or {})
-    samples = SampleLog.remote()
+    samples = start_sample_log()
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
                         config.data.on_bad_sample, samples)
     try:
@@ -92,7 +93,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
                      error=f"stopped by {_signals.stopped_by().name}")
     except Exception as err:  # the run directory must still say what happened
         latest = latest_checkpoint(run_dir)
-        facts.update(status="failed", error=f"{type(err).__name__}: {err}", checkpoint=str(latest) if latest else None)
+        facts.update(status="failed", error=_failure(err, config, plan), checkpoint=str(latest) if latest else None)
     skipped, bad_sample = ray.get(samples.report.remote())
     ray.kill(samples)
     if bad_sample is not None and facts["status"] == "failed":
@@ -109,3 +110,12 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     )
     runs.write_json(run_dir / runs.SUMMARY, summary)
     return run_dir, summary
+
+
+def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan) -> str:
+    """The error for summary.json; when the cluster lost nodes the plan needs, which resources are missing."""
+    missing = shortfall(plan, node_resources())
+    if missing is None:
+        return f"{type(err).__name__}: {err}"
+    return (f"the cluster no longer has the resources this run needs, after waiting failure.resource_wait_s="
+            f"{config.failure.resource_wait_s:g} s for them: {missing.rstrip('.')}. Bring the nodes back and go on with --resume")

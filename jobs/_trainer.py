@@ -1,6 +1,7 @@
 """Compose a Ray Train TorchTrainer from a validated config, its resource plan and its data."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from cluster.resources import ResourcePlan
-from core.config import ExperimentConfig
+from core.config import ExperimentConfig, FailureSettings
 from core.resume import TRAIN_STORAGE
 from core.tasks.base import Task
 from data_pipeline.ray_reader import read_split
@@ -37,13 +38,21 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
         run_config=RunConfig(
             name=TRAIN_STORAGE,
             storage_path=str(run_dir),
-            failure_config=FailureConfig(max_failures=config.failure.max_failures),
+            failure_config=failure_config(config.failure),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order=task.monitor_mode
             ),
             callbacks=[RunDirCallback(run_dir), *extra_callbacks],
         ),
     )
+
+
+def failure_config(settings: FailureSettings) -> FailureConfig:
+    """Ray Train retries a worker group it cannot place forever by default, so a run that lost a node
+    for good would hang; here it waits failure.resource_wait_s, then fails. The wait is read by Ray
+    Train's controller from this environment variable, which it copies from the driver's."""
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = f"{settings.resource_wait_s:g}"
+    return FailureConfig(max_failures=settings.max_failures, controller_failure_limit=0)
 
 
 def scaling_config(plan: ResourcePlan) -> ScalingConfig:

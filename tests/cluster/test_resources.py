@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.resources import PlanError, make_plan
+from cluster.resources import PlanError, make_plan, shortfall
 from core.config import ScalingConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +25,16 @@ def test_workers_taking_every_cpu_would_starve_ray_data():
 def test_more_workers_than_fit_names_what_fits():
     with pytest.raises(PlanError, match="only 2 worker\\(s\\) fit"):
         make_plan(ScalingConfig(num_workers=3, cpus_per_worker=1.0), [{"CPU": 1.0}, {"CPU": 1.0}, {"CPU": 0.5}])
+
+
+def test_a_plan_that_lost_a_node_names_the_missing_resources():
+    nodes = [{"CPU": 8.0, "GPU": 4.0}, {"CPU": 8.0, "GPU": 4.0}]
+    plan = make_plan(ScalingConfig(num_workers=8, cpus_per_worker=1.0, data_cpus=2.0), nodes)
+    assert shortfall(plan, nodes) is None
+    assert shortfall(plan, nodes[:1]).startswith("missing 2 CPU, 4 GPU (the plan needs 10 CPU, 8 GPU, the 1 alive node(s) have 8 CPU, 4 GPU)")
+    # Enough CPUs in all, but no node with room for a 1.5-CPU worker:
+    fragmented = shortfall(make_plan(ScalingConfig(num_workers=1, cpus_per_worker=1.5, data_cpus=0.5), TWO_CPUS), [{"CPU": 1.0}] * 3)
+    assert "in total but not on one node" in fragmented and "only 0 worker(s) fit" in fragmented
 
 
 def test_gpus_are_used_when_the_cluster_has_them_and_checked_per_node():

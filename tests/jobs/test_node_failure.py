@@ -1,0 +1,97 @@
+"""Node failure on a multi-node Ray cluster on this machine: a head without CPUs and two 2-CPU worker nodes.
+
+Removing the node that holds a training worker mid-run restarts the run on the node left when the
+plan fits there, and fails it naming the missing resources when it does not.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.state import list_actors
+
+from core import checkpoint
+from jobs import train
+from tests.conftest import tiny_overrides
+from tests.ray_head import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_CPUS = 2
+EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # No CPUs on the head: every worker lands on a node the test can remove (the driver's cannot be).
+    # Nodes take the machine's address: a head on 127.0.0.1 announced its GCS on eth0's and was never reached.
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
+        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})  # a lost node is noticed in 3 s, not 15
+    try:
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture
+def two_nodes(cluster):
+    """The module's cluster with exactly two live worker nodes (a previous test may have removed one)."""
+    while len(cluster.worker_nodes) < 2:
+        cluster.add_node(num_cpus=NODE_CPUS)
+    cluster.wait_for_nodes()
+    return cluster
+
+
+def _remove_a_workers_node_after_first_checkpoint(cluster: Cluster, runs: Path, removed: list[str], timeout_s: float = 300) -> None:
+    """Remove the node of one Ray Train worker once the run recorded its first checkpointed epoch (see test_faults)."""
+    deadline = time.monotonic() + timeout_s
+    while not any(path.read_text().strip() for path in runs.glob("*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    node = next((n for n in cluster.worker_nodes if workers and n.node_id == workers[0].node_id), None)
+    if node is not None:
+        cluster.remove_node(node, allow_graceful=False)
+        removed.append(node.node_id)
+
+
+def _train_and_remove_a_node(cluster: Cluster, tiny_dataset: Path, runs: Path, overrides: list[str]) -> tuple[int, Path, list[str]]:
+    removed: list[str] = []
+    remover = threading.Thread(target=_remove_a_workers_node_after_first_checkpoint, args=(cluster, runs, removed))
+    remover.start()
+    base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
+    code = train.main([*base, f"train.epochs={EPOCHS}", "scaling.use_gpu=false", "failure.max_failures=1", *overrides])
+    remover.join()
+    assert removed, "no node holding a training worker was found to remove"
+    (run_dir,) = runs.iterdir()
+    return code, run_dir, removed
+
+
+def test_a_run_whose_node_is_lost_goes_on_on_the_node_left(two_nodes, tiny_dataset, tmp_path):
+    # 2 workers x 0.5 CPU + 1 CPU for Ray Data fit on one 2-CPU node.
+    code, run_dir, removed = _train_and_remove_a_node(
+        two_nodes, tiny_dataset, tmp_path / "runs", ["scaling.num_workers=2", "scaling.cpus_per_worker=0.5", "scaling.data_cpus=1"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert code == 0 and summary["status"] == "completed", summary.get("error")
+    assert summary["epochs_completed"] == EPOCHS and summary["restarts_from_checkpoint"] == 1
+    assert removed[0] not in {a.node_id for a in list_actors(filters=[("class_name", "=", "RayTrainWorker")])
+                              if a.state == "ALIVE"}
+
+
+def test_a_run_whose_plan_no_longer_fits_fails_naming_the_missing_resources(two_nodes, tiny_dataset, tmp_path):
+    # 2 workers x 1.5 CPU need both nodes; after one is gone, 2 CPUs remain of the 3.5 the plan needs.
+    code, run_dir, _ = _train_and_remove_a_node(
+        two_nodes, tiny_dataset, tmp_path / "runs",
+        ["scaling.num_workers=2", "scaling.cpus_per_worker=1.5", "scaling.data_cpus=0.5", "failure.resource_wait_s=10"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert code == 1 and summary["status"] == "failed"
+    assert "missing 1.5 CPU" in summary["error"] and "failure.resource_wait_s=10" in summary["error"], summary["error"]
+    assert summary["checkpoint"] and (Path(summary["checkpoint"]) / checkpoint.STATE_FILE).is_file()
