@@ -1,10 +1,15 @@
-"""What `jobs.train --resume RUN_DIR` needs from a run directory: its config, its latest checkpoint, and where it stopped."""
+"""What `jobs.train --resume RUN_DIR` needs from a run: its config, its latest checkpoint (local or on S3), and where it stopped."""
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import fsspec
+import torch
 
 from core import checkpoint
 from core.config import ExperimentConfig, load_config
@@ -16,39 +21,57 @@ RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's list of the che
 
 
 @dataclass(frozen=True)
+class CheckpointStorage:
+    """Where Ray Train keeps a run's checkpoints (TRAIN_STORAGE in the run directory, or on S3), as fsspec sees it."""
+    fs: fsspec.AbstractFileSystem
+    root: str  # the TRAIN_STORAGE folder's path in fs
+    uri: str  # the same folder, as messages name it
+
+    def display(self, path: str) -> str:
+        """A checkpoint's path in fs as a URI."""
+        return self.uri + path[len(self.root):] if path.startswith(self.root) else path
+
+
+StorageOf = Callable[[ExperimentConfig, Path], CheckpointStorage]
+
+
+@dataclass(frozen=True)
 class ResumePoint:
     run_dir: Path
     config: ExperimentConfig
-    checkpoint: Path
+    checkpoint: str  # URI of the checkpoint folder
     progress: Progress
 
 
-def find_resume_point(location: str) -> ResumePoint:
+def find_resume_point(location: str, storage_of: StorageOf) -> ResumePoint:
     run_dir = Path(location).resolve()
     if not (run_dir / "config.yaml").is_file():
         raise ValueError(f"--resume {location}: not a run directory (it holds no config.yaml); give a folder that "
                          "`python -m jobs.train` printed as its run directory")
-    latest = latest_checkpoint(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    storage = storage_of(config, run_dir)
+    latest = latest_checkpoint(storage)
     if latest is None:
-        raise ValueError(f"--resume {location}: the run holds no complete checkpoint (none listed in {TRAIN_STORAGE}/"
+        raise ValueError(f"--resume {location}: the run holds no complete checkpoint (none listed in {storage.uri}/"
                          f"{RAY_SNAPSHOT}); it stopped before its first epoch ended, so start it again from its config")
-    state = checkpoint.saved_train_state(latest)
-    return ResumePoint(run_dir, load_config(run_dir / "config.yaml"), latest, Progress.from_state(state))
+    with storage.fs.open(posixpath.join(latest, checkpoint.STATE_FILE), "rb") as handle:
+        state = torch.load(handle, map_location="cpu", weights_only=True)["train_state"]
+    return ResumePoint(run_dir, config, storage.display(latest), Progress.from_state(state))
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint of the latest epoch that Ray Train registered in a run directory, if any.
+def latest_checkpoint(storage: CheckpointStorage) -> str | None:
+    """The path (in storage.fs) of the latest epoch's checkpoint that Ray Train registered, if any.
 
     Ray Train lists a checkpoint in its snapshot only once all its files are in storage, so a folder
     it does not list is a write that never finished, however complete its state.pt looks.
     """
-    storage = run_dir / TRAIN_STORAGE
     try:
-        listed = json.loads((storage / RAY_SNAPSHOT).read_text())["checkpoint_results"]
+        listed = json.loads(storage.fs.cat_file(posixpath.join(storage.root, RAY_SNAPSHOT)))["checkpoint_results"]
     except FileNotFoundError:
         return None
-    folders = [storage / result["checkpoint_dir_name"] for result in listed]
-    return max((f for f in folders if (f / checkpoint.STATE_FILE).is_file()), key=checkpoint.saved_epoch, default=None)
+    by_epoch = sorted(listed, key=lambda result: result["metrics"]["epoch"], reverse=True)
+    folders = (posixpath.join(storage.root, result["checkpoint_dir_name"]) for result in by_epoch)
+    return next((f for f in folders if storage.fs.exists(posixpath.join(f, checkpoint.STATE_FILE))), None)
 
 
 def drop_records_after(run_dir: Path, epoch: int) -> int:

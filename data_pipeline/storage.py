@@ -5,6 +5,8 @@ S3 goes through s3fs, which takes credentials the way the AWS tools do (environm
 pickles or logs a store can leak them. `endpoint_url` points at MinIO or another S3-compatible
 store. Local writes go to a temporary name and are renamed; an S3 object appears whole when its
 upload completes, so neither ever shows a half-written file under its final name.
+
+An S3 store rides out an endpoint that stops answering for about `retry_s` seconds (data_pipeline.s3).
 """
 from __future__ import annotations
 
@@ -23,18 +25,19 @@ S3 = "s3://"
 class DataStore:
     uri: str  # absolute local path, or s3://bucket/prefix
     endpoint_url: str | None = None
+    retry_s: float = 30.0
 
     @classmethod
-    def at(cls, location: str | Path, endpoint_url: str | None = None) -> "DataStore":
+    def at(cls, location: str | Path, endpoint_url: str | None = None, retry_s: float = 30.0) -> "DataStore":
         """Relative local paths become absolute: workers may run in another folder, or on another machine."""
         text = str(location)
         if text.startswith(S3):
-            return cls(text.rstrip("/"), endpoint_url)
-        return cls(str(Path(text).resolve()), None)
+            return cls(text.rstrip("/"), endpoint_url, retry_s)
+        return cls(str(Path(text).resolve()), None, retry_s)
 
     def __getstate__(self) -> dict:
         """Ray ships stores to workers: they rebuild the filesystem there rather than carry a client."""
-        return {"uri": self.uri, "endpoint_url": self.endpoint_url}
+        return {"uri": self.uri, "endpoint_url": self.endpoint_url, "retry_s": self.retry_s}
 
     @property
     def is_s3(self) -> bool:
@@ -43,10 +46,9 @@ class DataStore:
     @cached_property
     def fs(self) -> fsspec.AbstractFileSystem:
         if self.is_s3:
-            import s3fs
+            from data_pipeline.s3 import RetryingS3FileSystem
 
-            return s3fs.S3FileSystem(client_kwargs={"endpoint_url": self.endpoint_url} if self.endpoint_url else {},
-                                     skip_instance_cache=True)
+            return RetryingS3FileSystem(self.endpoint_url, self.retry_s)
         return fsspec.filesystem("file")
 
     def arrow_fs(self) -> pyarrow.fs.FileSystem:
@@ -86,3 +88,4 @@ class DataStore:
         """Delete everything under the store (an interrupted write's leftovers)."""
         if self.fs.exists(self.root):
             self.fs.rm(self.root, recursive=True)
+

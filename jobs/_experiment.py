@@ -18,7 +18,7 @@ from cluster.resources import ResourcePlan, shortfall
 from core import checkpoint, startup
 from core import run_dir as runs
 from core.config import ExperimentConfig
-from core.resume import ResumePoint, drop_records_after, latest_checkpoint
+from core.resume import CheckpointStorage, ResumePoint, drop_records_after, latest_checkpoint
 from core.stages import PREVIOUS, check_patterns, plan_stages
 from core.summary import summarise
 from core.tasks import build_task
@@ -28,6 +28,7 @@ from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules, check_shards, start_sample_log
 from data_pipeline.synthetic import ensure_dataset
 from jobs import _signals
+from jobs._checkpoint_storage import checkpoint_storage
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 _SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, and counts them all
@@ -72,10 +73,11 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     else:
         run_dir = resume.run_dir
         dropped = drop_records_after(run_dir, resume.progress.epoch + 1)
-        print(f"resuming after epoch {resume.progress.epoch + 1} from {resume.checkpoint.name}"
+        print(f"resuming after epoch {resume.progress.epoch + 1} from {resume.checkpoint}"
               + (f"; {dropped} later record(s) of metrics.jsonl are trained again" if dropped else ""), file=sys.stderr)
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     started = time.time()
+    checkpoints = checkpoint_storage(config, run_dir)
     facts = {"status": "completed", "error": None, "checkpoint": None}
     marks = dict(startup_marks or {})
     samples = start_sample_log()
@@ -86,14 +88,13 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         trainer = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules, resumes)
         marks["trainer_built"] = startup.mark()
         result = trainer.fit()
-        facts["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+        facts["checkpoint"] = checkpoints.display(result.checkpoint.path) if result.checkpoint else None
     except (KeyboardInterrupt, SystemExit):  # Ray Train's SIGINT handler aborted the workers and raised SystemExit
-        latest = latest_checkpoint(run_dir)
-        facts.update(status="interrupted", checkpoint=str(latest) if latest else None,
-                     error=f"stopped by {_signals.stopped_by().name}")
+        latest, _ = _latest(checkpoints, run_dir)
+        facts.update(status="interrupted", checkpoint=latest, error=f"stopped by {_signals.stopped_by().name}")
     except Exception as err:  # the run directory must still say what happened
-        latest = latest_checkpoint(run_dir)
-        facts.update(status="failed", error=_failure(err, config, plan), checkpoint=str(latest) if latest else None)
+        latest, unreachable = _latest(checkpoints, run_dir)
+        facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
     skipped, bad_sample = ray.get(samples.report.remote())
     ray.kill(samples)
     if bad_sample is not None and facts["status"] == "failed":
@@ -112,10 +113,27 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     return run_dir, summary
 
 
-def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan) -> str:
-    """The error for summary.json; when the cluster lost nodes the plan needs, which resources are missing."""
+def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unreachable: str | None) -> str:
+    """The error for summary.json, said in terms of its cause where that is known: checkpoint storage
+    that stopped answering, or a cluster that lost nodes the plan needs."""
+    if unreachable is not None:
+        first_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+        return (f"checkpoint storage {unreachable} within output.storage_retry_s={config.output.storage_retry_s:g} s; "
+                f"the run stopped on {type(err).__name__}: {first_line}. The checkpoints registered before stay there: "
+                f"--resume goes on from the latest once the storage answers")
     missing = shortfall(plan, node_resources())
     if missing is None:
         return f"{type(err).__name__}: {err}"
     return (f"the cluster no longer has the resources this run needs, after waiting failure.resource_wait_s="
             f"{config.failure.resource_wait_s:g} s for them: {missing.rstrip('.')}. Bring the nodes back and go on with --resume")
+
+
+def _latest(checkpoints: CheckpointStorage, run_dir: Path) -> tuple[str | None, str | None]:
+    """(the latest registered checkpoint's URI, None) for a run that stopped; where the storage does not answer,
+    (the checkpoint of metrics.jsonl's last record, which Ray Train had registered, and what went wrong)."""
+    try:
+        latest = latest_checkpoint(checkpoints)
+    except Exception as err:  # whatever the storage raised, summary.json must still be written
+        logged = [r["checkpoint"] for r in runs.read_metrics(run_dir) if r.get("checkpoint")]
+        return (logged[-1] if logged else None), f"{checkpoints.uri} did not answer ({type(err).__name__}: {err})"
+    return (checkpoints.display(latest) if latest else None), None

@@ -12,12 +12,14 @@ from typing import Any
 from ray.train import Checkpoint, UserCallback
 
 from core.checkpoint import load_meshes, load_previews
+from core.resume import CheckpointStorage
 from core.run_dir import RunLogger
 
 
 class RunDirCallback(UserCallback):
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, checkpoints: CheckpointStorage):
         self.run_dir = run_dir
+        self.checkpoints = checkpoints
         self._logger: RunLogger | None = None  # made on first use: a SummaryWriter cannot be pickled
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
@@ -25,7 +27,7 @@ class RunDirCallback(UserCallback):
         record["memory/worker_peak_mb"] = max(m.get("memory/worker_peak_mb", 0.0) for m in metrics)
         images, meshes = [], []
         if checkpoint is not None:
-            record["checkpoint"] = checkpoint.path
+            record["checkpoint"] = self.checkpoints.display(checkpoint.path)
             with checkpoint.as_directory() as folder:
                 images, meshes = load_previews(Path(folder)), load_meshes(Path(folder))
         if self._logger is None:

@@ -16,6 +16,7 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
+from botocore.exceptions import BotoCoreError
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from core import checkpoint, memory, startup
@@ -107,7 +108,7 @@ def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_
         if run.startup:
             record["startup"], run.startup = run.startup, {}
         progress.save_rng()
-        _report(record, run.rank, model, optimizer, progress, result)
+        _report(record, run, model, optimizer, progress, result)
     return None if is_deepspeed(model) else optimizer.state_dict()
 
 
@@ -184,16 +185,20 @@ def _restore(module: torch.nn.Module, loop_config: dict[str, Any], config: Exper
     return progress, folder if config.scaling.strategy == "deepspeed" else state["optimizer"]
 
 
-def _report(metrics: dict[str, Any], rank: int, model, optimizer, progress: Progress, result: Evaluation) -> None:
+def _report(metrics: dict[str, Any], run: _Run, model, optimizer, progress: Progress, result: Evaluation) -> None:
     """Rank 0 writes state.pt; under DeepSpeed every rank also writes (and reports) its own shard."""
     weights = full_weights(model)
     with tempfile.TemporaryDirectory() as folder:
         save_shards(model, Path(folder))
-        if rank == 0:
+        if run.rank == 0:
             checkpoint.save(Path(folder), weights, None if is_deepspeed(model) else optimizer, progress.state(),
                             result.previews, result.meshes)
-        shared = rank == 0 or is_deepspeed(model)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if shared else None)
+        shared = run.rank == 0 or is_deepspeed(model)
+        try:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if shared else None)
+        except (OSError, BotoCoreError) as err:  # the upload, after the storage's own retries
+            raise OSError(f"the checkpoint of epoch {metrics['epoch']} could not be written to {run.loop_config['checkpoints']}: "
+                          f"{type(err).__name__}: {err}. Ray Train registered the checkpoints before it; --resume goes on from the latest") from err
 
 
 class _Augmenting(NumpyBatchCollateFn):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from core.tasks.base import Task
 from data_pipeline.ray_reader import read_split
 from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules
+from jobs._checkpoint_storage import checkpoint_storage, checkpoint_store
 from jobs._run_logging import RunDirCallback
 from jobs._train_worker import train_loop_per_worker
 
@@ -27,22 +29,24 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
     """init_checkpoint: where a new run starts from (see jobs._train_worker._restore); Ray Train's own
     restarts after a failure, and resumes (the resumes-th time, in a run directory that has one),
     take the run's latest checkpoint instead."""
+    checkpoints = checkpoint_store(config, run_dir)
     dataset_config = data_config(plan, config.data.preserve_order)  # first: datasets take the DataContext as it is when they are made
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,
-                           "run_name": run_dir.name, "init_checkpoint": init_checkpoint, "resumes": resumes},
+                           "run_name": run_dir.name, "checkpoints": checkpoints.uri, "init_checkpoint": init_checkpoint, "resumes": resumes},
         scaling_config=scaling_config(plan),
         datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, rules) for split in ("train", "val")},
         dataset_config=dataset_config,
         run_config=RunConfig(
             name=TRAIN_STORAGE,
-            storage_path=str(run_dir),
+            storage_path=posixpath.dirname(checkpoints.root),
+            storage_filesystem=checkpoints.arrow_fs() if checkpoints.is_s3 else None,
             failure_config=failure_config(config.failure),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order=task.monitor_mode
             ),
-            callbacks=[RunDirCallback(run_dir), *extra_callbacks],
+            callbacks=[RunDirCallback(run_dir, checkpoint_storage(config, run_dir)), *extra_callbacks],
         ),
     )
 

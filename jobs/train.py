@@ -19,6 +19,7 @@ from core.stages import plan_stages
 from core.summary import headline
 from data_pipeline.shards import DatasetError
 from jobs import _signals
+from jobs._checkpoint_storage import checkpoint_storage
 from jobs._experiment import CODE_ROOT, prepare_data, run
 
 DEFAULT_CONFIG = CODE_ROOT / "configs" / "quickstart.yaml"
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     marks = {"process_start": startup.process_start(), "imports_done": startup.mark()}
     args = _parse(argv)
     try:
-        resume = find_resume_point(args.resume) if args.resume else None
+        resume = find_resume_point(args.resume, checkpoint_storage) if args.resume else None
         config = resume.config if resume else load_config(args.config, args.overrides)
         if resume and resume.progress.stage >= len(plan_stages(config)):
             print(f"{resume.run_dir} already finished all its epochs; nothing to resume")

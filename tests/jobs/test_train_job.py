@@ -2,6 +2,7 @@
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +15,7 @@ from core import checkpoint
 from core.resume import TRAIN_STORAGE, find_resume_point
 from data_pipeline import codec, shards
 from jobs import train
+from jobs._checkpoint_storage import checkpoint_storage
 from tests.conftest import tiny_overrides
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 
@@ -74,15 +76,15 @@ def test_a_checkpoint_ray_never_registered_is_not_resumed_from(finished_run, tmp
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
-    registered = find_resume_point(str(run_dir)).checkpoint
+    registered = Path(find_resume_point(str(run_dir), checkpoint_storage).checkpoint)
     assert checkpoint.saved_epoch(registered) == 1
     cut_off = run_dir / TRAIN_STORAGE / "checkpoint_2099-01-01_00-00-00.000000"
     cut_off.mkdir()
     state = checkpoint.read(registered)
     state["train_state"]["epoch"] = 2
     torch.save(state, cut_off / checkpoint.STATE_FILE)
-    resumed = find_resume_point(str(run_dir))
-    assert resumed.checkpoint == registered and resumed.progress.epoch == 1
+    resumed = find_resume_point(str(run_dir), checkpoint_storage)
+    assert resumed.checkpoint == str(registered) and resumed.progress.epoch == 1
 
 
 def test_report_reads_the_real_run(finished_run, tmp_path, capsys):

@@ -1,0 +1,102 @@
+"""Checkpoints on S3 (moto_server behind a forwarder that can take it off the network) while the endpoint goes away.
+
+An outage shorter than output.storage_retry_s costs nothing: the upload waits and the run finishes.
+A longer one fails the run with the checkpoint it could not write named, and the checkpoints S3
+already held stay the ones --resume goes on from.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import checkpoint
+from core.resume import find_resume_point
+from jobs import train
+from jobs._checkpoint_storage import checkpoint_storage
+from tests.conftest import tiny_overrides
+from tests.ray_fixtures import start_local_ray
+from tests.s3_server import moto_s3
+from tests.tcp_outage import Outage
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def ray_with_s3_credentials(s3):
+    """Started after the credentials are in the environment, so that the workers inherit them."""
+    yield from start_local_ray(include_dashboard=False)
+
+
+@pytest.fixture
+def outage(s3):
+    outage = Outage(int(s3.url.rsplit(":", 1)[1]))
+    outage.up()
+    yield outage
+    outage.down()
+
+
+def _records(runs: Path) -> int:
+    return sum(len(path.read_text().splitlines()) for path in runs.glob("*/metrics.jsonl"))
+
+
+def _cut_after_first_epoch(outage: Outage, runs: Path, seconds: float | None, seen: list[int], timeout_s: float = 300) -> None:
+    """Take S3 off the network once epoch 1's checkpoint is registered; bring it back after `seconds` (None: never)."""
+    deadline = time.monotonic() + timeout_s
+    while _records(runs) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    outage.down()
+    if seconds is not None:
+        time.sleep(seconds)
+        seen.append(_records(runs))  # epochs registered while S3 was away
+        outage.up()
+
+
+def _train_through_an_outage(s3, outage: Outage, tiny_dataset: Path, runs: Path, seconds: float | None, extra: list[str]):
+    seen: list[int] = []
+    cutter = threading.Thread(target=_cut_after_first_epoch, args=(outage, runs, seconds, seen))
+    cutter.start()
+    base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
+    code = train.main([*base, f"train.epochs={EPOCHS}", f"output.checkpoints=s3://{s3.bucket}/checkpoints",
+                       f"output.endpoint_url=http://127.0.0.1:{outage.port}", *extra])
+    cutter.join()
+    (run_dir,) = runs.iterdir()
+    return code, run_dir, json.loads((run_dir / "summary.json").read_text()), seen
+
+
+def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credentials, s3, outage, tiny_dataset, tmp_path):
+    code, run_dir, summary, seen = _train_through_an_outage(s3, outage, tiny_dataset, tmp_path / "runs", 12, [])
+    assert code == 0 and summary["status"] == "completed", summary.get("error")
+    assert seen == [1], "epoch 2's checkpoint should have waited for S3"
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    prefix = f"s3://{s3.bucket}/checkpoints/{run_dir.name}/ray_train/checkpoint_"
+    assert summary["checkpoint"].startswith(prefix)
+    resume = find_resume_point(str(run_dir), checkpoint_storage)
+    assert resume.checkpoint == summary["checkpoint"] and resume.progress.epoch == EPOCHS - 1
+
+
+def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_checkpoint(
+        ray_with_s3_credentials, s3, outage, tiny_dataset, tmp_path):
+    code, run_dir, summary, _ = _train_through_an_outage(s3, outage, tiny_dataset, tmp_path / "runs", None,
+                                                         ["output.storage_retry_s=3"])
+    assert code == 1 and summary["status"] == "failed"
+    where = f"s3://{s3.bucket}/checkpoints/{run_dir.name}/ray_train"
+    # The worker's upload of epoch 2's checkpoint or the controller's update of its list fails first, whichever comes first.
+    assert f"checkpoint storage {where} did not answer" in summary["error"], summary["error"]
+    assert "output.storage_retry_s=3 s" in summary["error"]
+    outage.up()
+    resume = find_resume_point(str(run_dir), checkpoint_storage)
+    assert resume.checkpoint == summary["checkpoint"] and resume.checkpoint.startswith(where) and resume.progress.epoch == 0
+    storage = checkpoint_storage(resume.config, run_dir)
+    with storage.fs.open(f"{resume.checkpoint.removeprefix('s3://')}/{checkpoint.STATE_FILE}", "rb") as handle:
+        assert torch.load(handle, weights_only=True)["train_state"]["epoch"] == 0
