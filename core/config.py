@@ -153,6 +153,9 @@ class TrainConfig(_Strict):
     skip_nonfinite_steps: int = Field(0, ge=0, description="steps with a non-finite loss or gradient skipped (and counted) before the run stops")
     log_images: int = Field(4, ge=0, description="validation predictions written to TensorBoard each epoch")
     checkpoints_to_keep: int = Field(2, ge=1)
+    checkpoints_kept_by: Literal["metric", "epoch"] = Field(
+        "metric", description="metric: the best checkpoints_to_keep by the task's monitored metric, and the latest; epoch: the last checkpoints_to_keep"
+    )
 
 
 class StageConfig(_Strict):

@@ -12,7 +12,7 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from cluster.resources import ResourcePlan
-from core.config import ExperimentConfig, FailureSettings
+from core.config import ExperimentConfig, FailureSettings, TrainConfig
 from core.resume import TRAIN_STORAGE
 from core.tasks.base import Task
 from data_pipeline.ray_reader import read_split
@@ -43,12 +43,20 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
             storage_path=posixpath.dirname(checkpoints.root),
             storage_filesystem=checkpoints.arrow_fs() if checkpoints.is_s3 else None,
             failure_config=failure_config(config.failure),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=config.train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor, checkpoint_score_order=task.monitor_mode
-            ),
+            checkpoint_config=checkpoint_config(config.train, task),
             callbacks=[RunDirCallback(run_dir, checkpoint_storage(config, run_dir)), *extra_callbacks],
         ),
     )
+
+
+def checkpoint_config(train: TrainConfig, task: Task) -> CheckpointConfig:
+    """Ray Train keeps the best num_to_keep by one reported figure, and always the latest; ranked by
+    epoch, that is the last num_to_keep. Both at once Ray cannot keep: it refuses to restore a run
+    whose list names a folder pruned behind its back."""
+    if train.checkpoints_kept_by == "epoch":
+        return CheckpointConfig(num_to_keep=train.checkpoints_to_keep, checkpoint_score_attribute="epoch", checkpoint_score_order="max")
+    return CheckpointConfig(num_to_keep=train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor,
+                            checkpoint_score_order=task.monitor_mode)
 
 
 def failure_config(settings: FailureSettings) -> FailureConfig:
