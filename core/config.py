@@ -206,11 +206,12 @@ class RayConfig(_Strict):
 
 class OutputConfig(_Strict):
     root: str = "runs"
-    checkpoints: str | None = Field(
-        None, pattern=r"^s3://[^/]+", description="s3://bucket/prefix: Ray Train writes the checkpoints there, under the run's name; unset: in the run directory"
+    storage: str | None = Field(
+        None, pattern=r"^s3://[^/]+",
+        description="s3://bucket/prefix: checkpoints are written there and the run directory copied there, in a folder named like the run",
     )
-    endpoint_url: str | None = Field(None, description="output.checkpoints on an S3-compatible store (MinIO), e.g. http://host:9000")
-    storage_retry_s: float = Field(120.0, gt=0.0, description="how long a checkpoint upload retries, with growing waits, while S3 does not answer")
+    endpoint_url: str | None = Field(None, description="output.storage on an S3-compatible store (MinIO), e.g. http://host:9000")
+    storage_retry_s: float = Field(120.0, gt=0.0, description="how long an upload retries, with growing waits, while S3 does not answer")
 
 
 class ExperimentConfig(_Strict):

@@ -28,7 +28,8 @@ from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules, check_shards, start_sample_log
 from data_pipeline.synthetic import ensure_dataset
 from jobs import _signals
-from jobs._checkpoint_storage import checkpoint_storage
+from jobs._run_logging import RUN_FILES
+from jobs._run_storage import checkpoint_storage, copy_run_files, run_store
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 _SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, and counts them all
@@ -110,7 +111,17 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         run_dir=str(run_dir), data={"uri": store.uri, **{s: v["rows"] for s, v in manifest["splits"].items()}},
     )
     runs.write_json(run_dir / runs.SUMMARY, summary)
+    _copy_to_storage(config, run_dir)
     return run_dir, summary
+
+
+def _copy_to_storage(config: ExperimentConfig, run_dir: Path) -> None:
+    remote = run_store(config, run_dir)
+    try:
+        copy_run_files(run_dir, remote, [*RUN_FILES, runs.SUMMARY])
+    except Exception as err:  # the run is over and complete on this disk; S3 lacks its last files
+        print(f"could not copy the run directory to {remote.uri} ({type(err).__name__}: {err}); "
+              f"it is complete in {run_dir}", file=sys.stderr)
 
 
 def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unreachable: str | None) -> str:

@@ -13,13 +13,18 @@ from ray.train import Checkpoint, UserCallback
 
 from core.checkpoint import load_meshes, load_previews
 from core.resume import CheckpointStorage
-from core.run_dir import RunLogger
+from core.run_dir import METRICS, TENSORBOARD, RunLogger
+from data_pipeline.storage import DataStore
+from jobs._run_storage import copy_run_files
+
+RUN_FILES = ["config.yaml", "env.json", "code.patch", METRICS, TENSORBOARD]
 
 
 class RunDirCallback(UserCallback):
-    def __init__(self, run_dir: Path, checkpoints: CheckpointStorage):
+    def __init__(self, run_dir: Path, checkpoints: CheckpointStorage, remote: DataStore | None):
         self.run_dir = run_dir
         self.checkpoints = checkpoints
+        self.remote = remote  # the run's S3 folder (output.storage), where the files are copied each epoch
         self._logger: RunLogger | None = None  # made on first use: a SummaryWriter cannot be pickled
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
@@ -33,6 +38,7 @@ class RunDirCallback(UserCallback):
         if self._logger is None:
             self._logger = RunLogger(self.run_dir)
         self._logger.log(record, step=int(record["epoch"]), images=images, meshes=meshes)
+        copy_run_files(self.run_dir, self.remote, RUN_FILES)
         print(_progress_line(record), file=sys.stderr, flush=True)
 
 

@@ -18,7 +18,7 @@ from core.tasks.base import Task
 from data_pipeline.ray_reader import read_split
 from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules
-from jobs._checkpoint_storage import checkpoint_storage, checkpoint_store
+from jobs._run_storage import checkpoint_storage, checkpoint_store, run_store
 from jobs._run_logging import RunDirCallback
 from jobs._train_worker import train_loop_per_worker
 
@@ -44,7 +44,7 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
             storage_filesystem=checkpoints.arrow_fs() if checkpoints.is_s3 else None,
             failure_config=failure_config(config.failure),
             checkpoint_config=checkpoint_config(config.train, task),
-            callbacks=[RunDirCallback(run_dir, checkpoint_storage(config, run_dir)), *extra_callbacks],
+            callbacks=[RunDirCallback(run_dir, checkpoint_storage(config, run_dir), run_store(config, run_dir)), *extra_callbacks],
         ),
     )
 

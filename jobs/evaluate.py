@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import posixpath
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from core import checkpoint
-from core.config import ConfigError, load_config
+from core.config import ConfigError, ExperimentConfig, load_config
 from core.engine import evaluate
 from core.tasks import build_task
 from data_pipeline.export import PredictionExport
 from data_pipeline.local_reader import split_batches
 from data_pipeline.shards import DatasetError, read_manifest
-from data_pipeline.storage import DataStore
+from data_pipeline.storage import S3, DataStore
+from jobs._run_storage import checkpoint_store
 from jobs.train import USAGE_ERROR
 
 CPU = torch.device("cpu")
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = read_manifest(store)
         task = build_task(config.task, manifest)
         model = task.build_model()
-        checkpoint.load(folder, model)
+        _load(folder, model, config, run_dir)
         export = PredictionExport(args.export, manifest, config.task.name) if args.export else None
         batches = split_batches(store, manifest, args.split, task.columns, config.train.batch_size)
         result = evaluate(model, batches, task, CPU, num_previews=args.previews, on_batch=export)
@@ -54,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _locate(target: Path) -> tuple[Path, Path]:
-    """(run directory, checkpoint folder) for a run directory or a checkpoint folder in one."""
+def _locate(target: Path) -> tuple[Path, str]:
+    """(run directory, checkpoint folder or URI) for a run directory or a checkpoint folder in one."""
     if (target / checkpoint.STATE_FILE).is_file():
         run_dir = next((p for p in target.parents if (p / "config.yaml").is_file()), None)
         if run_dir is None:
             raise FileNotFoundError(f"{target} is a checkpoint outside any run directory (no config.yaml above it)")
-        return run_dir, target
+        return run_dir, str(target)
     summary = target / "summary.json"
     if not summary.is_file():
         raise FileNotFoundError(f"{target} is neither a run directory (with summary.json) nor a checkpoint folder (with "
@@ -68,7 +71,18 @@ def _locate(target: Path) -> tuple[Path, Path]:
     saved = json.loads(summary.read_text()).get("checkpoint")
     if not saved:
         raise FileNotFoundError(f"{summary} names no checkpoint: the run saved none")
-    return target, Path(saved)
+    return target, saved
+
+
+def _load(saved: str, model: torch.nn.Module, config: ExperimentConfig, run_dir: Path) -> None:
+    """A local checkpoint is read in place; one on S3 (output.storage) is fetched first."""
+    if not saved.startswith(S3):
+        checkpoint.load(Path(saved), model)
+        return
+    with tempfile.TemporaryDirectory() as local:
+        remote = posixpath.join(saved.removeprefix(S3), checkpoint.STATE_FILE)
+        checkpoint_store(config, run_dir).fs.get(remote, posixpath.join(local, checkpoint.STATE_FILE))
+        checkpoint.load_weights(model, checkpoint.read(Path(local))["model"], saved)
 
 
 def _table(metrics: dict[str, float], baselines: dict[str, float]) -> str:
@@ -78,7 +92,7 @@ def _table(metrics: dict[str, float], baselines: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
-def _write(out: Path, args: argparse.Namespace, folder: Path, result, table: str) -> None:
+def _write(out: Path, args: argparse.Namespace, folder: str, result, table: str) -> None:
     (out / "previews").mkdir(parents=True, exist_ok=True)
     record = {"split": args.split, "checkpoint": str(folder), "metrics": result.metrics, "baselines": result.baselines}
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -19,7 +19,7 @@ from core.stages import plan_stages
 from core.summary import headline
 from data_pipeline.shards import DatasetError
 from jobs import _signals
-from jobs._checkpoint_storage import checkpoint_storage
+from jobs._run_storage import checkpoint_storage
 from jobs._experiment import CODE_ROOT, prepare_data, run
 
 DEFAULT_CONFIG = CODE_ROOT / "configs" / "quickstart.yaml"

@@ -15,7 +15,7 @@ from core import checkpoint
 from core.resume import TRAIN_STORAGE, find_resume_point
 from data_pipeline import codec, shards
 from jobs import train
-from jobs._checkpoint_storage import checkpoint_storage
+from jobs._run_storage import checkpoint_storage
 from tests.conftest import tiny_overrides
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 

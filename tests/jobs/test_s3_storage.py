@@ -1,4 +1,4 @@
-"""Checkpoints on S3 (moto_server behind a forwarder that can take it off the network) while the endpoint goes away.
+"""A run stored on S3 (moto_server behind a forwarder that can take it off the network) while the endpoint goes away.
 
 An outage shorter than output.storage_retry_s costs nothing: the upload waits and the run finishes.
 A longer one fails the run with the checkpoint it could not write named, and the checkpoints S3
@@ -16,8 +16,8 @@ import torch
 
 from core import checkpoint
 from core.resume import find_resume_point
-from jobs import train
-from jobs._checkpoint_storage import checkpoint_storage
+from jobs import evaluate, train
+from jobs._run_storage import checkpoint_storage, run_store
 from tests.conftest import tiny_overrides
 from tests.ray_fixtures import start_local_ray
 from tests.s3_server import moto_s3
@@ -67,7 +67,7 @@ def _train_through_an_outage(s3, outage: Outage, tiny_dataset: Path, runs: Path,
     cutter = threading.Thread(target=_cut_after_first_epoch, args=(outage, runs, seconds, seen))
     cutter.start()
     base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
-    code = train.main([*base, f"train.epochs={EPOCHS}", f"output.checkpoints=s3://{s3.bucket}/checkpoints",
+    code = train.main([*base, f"train.epochs={EPOCHS}", f"output.storage=s3://{s3.bucket}/checkpoints",
                        f"output.endpoint_url=http://127.0.0.1:{outage.port}", *extra])
     cutter.join()
     (run_dir,) = runs.iterdir()
@@ -83,6 +83,12 @@ def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credent
     assert summary["checkpoint"].startswith(prefix)
     resume = find_resume_point(str(run_dir), checkpoint_storage)
     assert resume.checkpoint == summary["checkpoint"] and resume.progress.epoch == EPOCHS - 1
+    remote = run_store(resume.config, run_dir)
+    assert json.loads(remote.read_bytes("summary.json")) == summary
+    assert remote.read_bytes("metrics.jsonl") == (run_dir / "metrics.jsonl").read_bytes()
+    assert remote.exists("config.yaml") and remote.fs.glob(remote.path("tb/events.out.tfevents.*"))
+    assert evaluate.main([str(run_dir)]) == 0
+    assert json.loads((run_dir / "eval_val" / "metrics.json").read_text())["checkpoint"] == summary["checkpoint"]
 
 
 def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_checkpoint(
