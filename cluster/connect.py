@@ -26,6 +26,7 @@ def connect(config: RayConfig, code_root: Path) -> None:
     # Local workers import this code by path; a submitted job ships it with --working-dir instead.
     pythonpath = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))
     ray.init(
+        address="local",  # a new instance even where `ray start` left one running: that one is named by RAY_ADDRESS
         num_cpus=config.num_cpus or os.cpu_count(),
         include_dashboard=config.include_dashboard,
         dashboard_host=config.dashboard_host,

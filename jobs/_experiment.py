@@ -135,8 +135,8 @@ def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unrea
     missing = shortfall(plan, node_resources())
     if missing is None:
         return f"{type(err).__name__}: {err}"
-    return (f"the cluster no longer has the resources this run needs, after waiting failure.resource_wait_s="
-            f"{config.failure.resource_wait_s:g} s for them: {missing.rstrip('.')}. Bring the nodes back and go on with --resume")
+    return (f"the cluster no longer has the resources this run needs: {missing.rstrip('.')}. Ray Train waited up to "
+            f"failure.resource_wait_s={config.failure.resource_wait_s:g} s for them; bring the nodes back and go on with --resume")
 
 
 def _latest(checkpoints: CheckpointStorage, run_dir: Path) -> tuple[str | None, str | None]:

@@ -19,6 +19,8 @@ import torch
 from botocore.exceptions import BotoCoreError
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from cluster.connect import node_resources
+from cluster.resources import ResourcePlan, shortfall
 from core import checkpoint, memory, startup
 from core.augment import augment_batch
 from core.config import AugmentConfig, ExperimentConfig
@@ -40,6 +42,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # the root level reaches them); those lines would bury the one line per epoch the run prints.
     logging.getLogger().setLevel(logging.WARNING)
     torch.set_num_threads(loop_config["torch_threads"])
+    _check_cluster(ResourcePlan(**loop_config["plan"]))
     _seed(config.seed + context.get_world_rank())
 
     module = build_task(config.task, loop_config["manifest"]).build_model()
@@ -51,6 +54,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         stage = stages[progress.stage]
         going_on = progress.stage_epochs > 0 or stage.keep_optimizer
         saved_optimizer = _run_stage(stage, module, progress, saved_optimizer if going_on else None, run)
+
+
+def _check_cluster(plan: ResourcePlan) -> None:
+    """A group restarted after a node was lost may fit the nodes left yet leave Ray Data no CPU, and
+    wait for data forever; it fails here instead, naming what is missing."""
+    missing = shortfall(plan, node_resources())
+    if missing is not None:
+        raise RuntimeError(f"the cluster no longer has the resources this run needs: {missing}")
 
 
 class _Run:

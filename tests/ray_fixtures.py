@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 def start_local_ray(include_dashboard: bool):
     extra = {"dashboard_host": "127.0.0.1", "dashboard_port": free_port()} if include_dashboard else {}
     ray.init(
+        address="local",  # never another test session's Ray, nor a Cluster's head of this machine
         num_cpus=2,
         include_dashboard=include_dashboard,
         _node_ip_address="127.0.0.1",

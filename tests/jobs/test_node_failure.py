@@ -56,7 +56,7 @@ def _remove_a_workers_node_after_first_checkpoint(cluster: Cluster, runs: Path, 
     deadline = time.monotonic() + timeout_s
     while not any(path.read_text().strip() for path in runs.glob("*/metrics.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    workers = list_actors(address=cluster.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
     node = next((n for n in cluster.worker_nodes if workers and n.node_id == workers[0].node_id), None)
     if node is not None:
         cluster.remove_node(node, allow_graceful=False)
@@ -82,8 +82,8 @@ def test_a_run_whose_node_is_lost_goes_on_on_the_node_left(two_nodes, tiny_datas
     summary = json.loads((run_dir / "summary.json").read_text())
     assert code == 0 and summary["status"] == "completed", summary.get("error")
     assert summary["epochs_completed"] == EPOCHS and summary["restarts_from_checkpoint"] == 1
-    assert removed[0] not in {a.node_id for a in list_actors(filters=[("class_name", "=", "RayTrainWorker")])
-                              if a.state == "ALIVE"}
+    alive = list_actors(address=two_nodes.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    assert removed[0] not in {a.node_id for a in alive}
 
 
 def test_a_run_whose_plan_no_longer_fits_fails_naming_the_missing_resources(two_nodes, tiny_dataset, tmp_path):
@@ -95,3 +95,12 @@ def test_a_run_whose_plan_no_longer_fits_fails_naming_the_missing_resources(two_
     assert code == 1 and summary["status"] == "failed"
     assert "missing 1.5 CPU" in summary["error"] and "failure.resource_wait_s=10" in summary["error"], summary["error"]
     assert summary["checkpoint"] and (Path(summary["checkpoint"]) / checkpoint.STATE_FILE).is_file()
+
+
+def test_a_restart_that_would_leave_ray_data_no_cpu_fails_instead_of_waiting(two_nodes, tiny_dataset, tmp_path):
+    # 2 workers x 1 CPU + 1 CPU for Ray Data: after a node is gone the workers still fit the 2 CPUs left, Ray Data not.
+    code, run_dir, _ = _train_and_remove_a_node(
+        two_nodes, tiny_dataset, tmp_path / "runs", ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "scaling.data_cpus=1"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert code == 1 and summary["status"] == "failed"
+    assert "missing 1 CPU" in summary["error"] and "Ray Data needs 1" in summary["error"], summary["error"]
