@@ -156,6 +156,7 @@ class TrainConfig(_Strict):
     checkpoints_kept_by: Literal["metric", "epoch"] = Field(
         "metric", description="metric: the best checkpoints_to_keep by the task's monitored metric, and the latest; epoch: the last checkpoints_to_keep"
     )
+    best_checkpoints: int = Field(0, ge=0, description="copies of the best N checkpoints by the monitored metric kept in best/ (with checkpoints_kept_by: epoch, the last and the best)")
 
 
 class StageConfig(_Strict):

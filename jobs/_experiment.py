@@ -28,6 +28,7 @@ from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules, check_shards, start_sample_log
 from data_pipeline.synthetic import ensure_dataset
 from jobs import _signals
+from jobs._best_checkpoints import BestCheckpoints
 from jobs._run_logging import RUN_FILES
 from jobs._run_storage import checkpoint_storage, copy_run_files, run_store
 
@@ -96,6 +97,8 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     except Exception as err:  # the run directory must still say what happened
         latest, unreachable = _latest(checkpoints, run_dir)
         facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
+    if config.train.best_checkpoints:
+        facts["best_checkpoints"] = _best(checkpoints, config, task)
     skipped, bad_sample = ray.get(samples.report.remote())
     ray.kill(samples)
     if bad_sample is not None and facts["status"] == "failed":
@@ -137,6 +140,14 @@ def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unrea
         return f"{type(err).__name__}: {err}"
     return (f"the cluster no longer has the resources this run needs: {missing.rstrip('.')}. Ray Train waited up to "
             f"failure.resource_wait_s={config.failure.resource_wait_s:g} s for them; bring the nodes back and go on with --resume")
+
+
+def _best(checkpoints: CheckpointStorage, config: ExperimentConfig, task: Task) -> list[dict[str, Any]] | str:
+    """best/index.json: the kept copies of the best checkpoints, best first."""
+    try:
+        return BestCheckpoints(checkpoints, config.train.best_checkpoints, task.monitor, task.monitor_mode).index()
+    except Exception as err:  # storage that stopped answering; summary.json must still be written
+        return f"unknown: {checkpoints.uri} did not answer ({type(err).__name__})"
 
 
 def _latest(checkpoints: CheckpointStorage, run_dir: Path) -> tuple[str | None, str | None]:

@@ -15,15 +15,17 @@ from core.checkpoint import load_meshes, load_previews
 from core.resume import CheckpointStorage
 from core.run_dir import METRICS, TENSORBOARD, RunLogger
 from data_pipeline.storage import DataStore
+from jobs._best_checkpoints import BestCheckpoints
 from jobs._run_storage import copy_run_files
 
 RUN_FILES = ["config.yaml", "env.json", "code.patch", METRICS, TENSORBOARD]
 
 
 class RunDirCallback(UserCallback):
-    def __init__(self, run_dir: Path, checkpoints: CheckpointStorage, remote: DataStore | None):
+    def __init__(self, run_dir: Path, checkpoints: CheckpointStorage, remote: DataStore | None, best: BestCheckpoints | None):
         self.run_dir = run_dir
         self.checkpoints = checkpoints
+        self.best = best
         self.remote = remote  # the run's S3 folder (output.storage), where the files are copied each epoch
         self._logger: RunLogger | None = None  # made on first use: a SummaryWriter cannot be pickled
 
@@ -33,6 +35,8 @@ class RunDirCallback(UserCallback):
         images, meshes = [], []
         if checkpoint is not None:
             record["checkpoint"] = self.checkpoints.display(checkpoint.path)
+            if self.best is not None:
+                self.best.offer(record, checkpoint.path)
             with checkpoint.as_directory() as folder:
                 images, meshes = load_previews(Path(folder)), load_meshes(Path(folder))
         if self._logger is None:

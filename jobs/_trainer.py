@@ -20,6 +20,7 @@ from data_pipeline.ray_reader import read_split
 from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules
 from jobs._run_storage import checkpoint_storage, checkpoint_store, run_store
+from jobs._best_checkpoints import BestCheckpoints
 from jobs._run_logging import RunDirCallback
 from jobs._train_worker import train_loop_per_worker
 
@@ -45,9 +46,16 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
             storage_filesystem=checkpoints.arrow_fs() if checkpoints.is_s3 else None,
             failure_config=failure_config(config.failure),
             checkpoint_config=checkpoint_config(config.train, task),
-            callbacks=[RunDirCallback(run_dir, checkpoint_storage(config, run_dir), run_store(config, run_dir)), *extra_callbacks],
+            callbacks=[_run_dir_callback(config, task, run_dir), *extra_callbacks],
         ),
     )
+
+
+def _run_dir_callback(config: ExperimentConfig, task: Task, run_dir: Path) -> RunDirCallback:
+    checkpoints = checkpoint_storage(config, run_dir)
+    keep = config.train.best_checkpoints
+    best = BestCheckpoints(checkpoints, keep, task.monitor, task.monitor_mode) if keep else None
+    return RunDirCallback(run_dir, checkpoints, run_store(config, run_dir), best)
 
 
 def checkpoint_config(train: TrainConfig, task: Task) -> CheckpointConfig:

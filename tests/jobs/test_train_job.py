@@ -1,4 +1,4 @@
-"""The main job end to end on tiny data: 2 Ray Train workers, one epoch, a complete run directory."""
+"""The main job end to end on tiny data: 2 Ray Train workers, three epochs, a complete run directory."""
 import hashlib
 import json
 import shutil
@@ -24,7 +24,8 @@ from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 def finished_run(local_ray, tiny_dataset, tmp_path_factory):  # noqa: F811
     runs = tmp_path_factory.mktemp("runs")
     augment = "data.augment={hflip: 0.5, scale: [0.75, 1.25], color_jitter: 0.2}"
-    assert train.main(tiny_overrides(tiny_dataset, runs) + ["train.epochs=2", augment]) == 0
+    kept = ["train.checkpoints_to_keep=1", "train.checkpoints_kept_by=epoch", "train.best_checkpoints=1"]
+    assert train.main(tiny_overrides(tiny_dataset, runs) + ["train.epochs=3", augment, *kept]) == 0
     (run_dir,) = runs.iterdir()
     return run_dir
 
@@ -33,7 +34,7 @@ def test_run_directory_is_complete(finished_run):
     names = {p.name for p in finished_run.iterdir()}
     assert {"config.yaml", "env.json", "code.patch", "metrics.jsonl", "summary.json", "tb"} <= names
     config = yaml.safe_load((finished_run / "config.yaml").read_text())
-    assert config["scaling"]["num_workers"] == 2 and config["train"]["epochs"] == 2
+    assert config["scaling"]["num_workers"] == 2 and config["train"]["epochs"] == 3
     env = json.loads((finished_run / "env.json").read_text())
     assert env["key_packages"]["torch"] == "2.11.0" and env["plan"]["cpus_per_worker"] == 0.5
     assert env["git"]["commit"] is None or len(env["git"]["commit"]) == 40
@@ -41,16 +42,27 @@ def test_run_directory_is_complete(finished_run):
 
 def test_metrics_and_summary_agree(finished_run):
     records = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in records] == [1, 2]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
     for record in records:
         assert 0.0 <= record["val/miou"] <= 1.0 and record["train/loss"] > 0
         assert "baseline/majority_class_miou" in record and record["checkpoint"]
         assert 100 < record["memory/worker_peak_mb"] < 24 * 1024  # a worker's peak RSS: torch and a ResNet-18 at least
     summary = json.loads((finished_run / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["epochs_completed"] == 2
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 3
     assert summary["best"]["val/miou"] == max(r["val/miou"] for r in records)
     assert summary["baselines"]["baseline/majority_class_miou"] > 0
     assert summary["data"]["train"] == 16 and summary["data"]["val"] == 8
+
+
+def test_the_last_checkpoint_is_kept_and_a_copy_of_the_best(finished_run):
+    records = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    best = max(records, key=lambda r: r["val/miou"])
+    kept = [p.name for p in (finished_run / TRAIN_STORAGE).glob("checkpoint_*") if p.is_dir()]
+    assert kept == [Path(records[-1]["checkpoint"]).name]
+    (copy,) = (finished_run / "best").glob("epoch_*")
+    assert copy.name == f"epoch_{best['epoch']:04d}" and checkpoint.saved_epoch(copy) + 1 == best["epoch"]
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["best_checkpoints"] == [{"epoch": best["epoch"], "val/miou": best["val/miou"], "checkpoint": str(copy)}]
 
 
 def test_summary_breaks_the_time_to_the_first_step_into_phases(finished_run):
@@ -67,7 +79,7 @@ def test_last_checkpoint_holds_model_optimizer_and_epoch(finished_run):
 
     summary = json.loads((finished_run / "summary.json").read_text())
     state = torch.load(f"{summary['checkpoint']}/state.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "train_state"} and state["train_state"]["epoch"] == 1
+    assert set(state) == {"model", "optimizer", "train_state"} and state["train_state"]["epoch"] == 2
 
 
 def test_a_checkpoint_ray_never_registered_is_not_resumed_from(finished_run, tmp_path):
@@ -77,14 +89,14 @@ def test_a_checkpoint_ray_never_registered_is_not_resumed_from(finished_run, tmp
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
     registered = Path(find_resume_point(str(run_dir), checkpoint_storage).checkpoint)
-    assert checkpoint.saved_epoch(registered) == 1
+    assert checkpoint.saved_epoch(registered) == 2
     cut_off = run_dir / TRAIN_STORAGE / "checkpoint_2099-01-01_00-00-00.000000"
     cut_off.mkdir()
     state = checkpoint.read(registered)
-    state["train_state"]["epoch"] = 2
+    state["train_state"]["epoch"] = 3
     torch.save(state, cut_off / checkpoint.STATE_FILE)
     resumed = find_resume_point(str(run_dir), checkpoint_storage)
-    assert resumed.checkpoint == str(registered) and resumed.progress.epoch == 1
+    assert resumed.checkpoint == str(registered) and resumed.progress.epoch == 2
 
 
 def test_report_reads_the_real_run(finished_run, tmp_path, capsys):
@@ -92,7 +104,7 @@ def test_report_reads_the_real_run(finished_run, tmp_path, capsys):
 
     assert report.main([str(finished_run.parent), "--out", str(tmp_path)]) == 0
     markdown = (tmp_path / "report.md").read_text()
-    assert f"| {finished_run.name} | segmentation |" in markdown and "| 2/2 |" in markdown and "| completed |" in markdown
+    assert f"| {finished_run.name} | segmentation |" in markdown and "| 3/3 |" in markdown and "| completed |" in markdown
 
 
 def test_tensorboard_reader_sees_scalars_and_prediction_images(finished_run):
@@ -100,7 +112,7 @@ def test_tensorboard_reader_sees_scalars_and_prediction_images(finished_run):
     events.Reload()
     tags = events.Tags()
     assert {"train/loss", "val/miou", "val/pixel_acc", "lr"} <= set(tags["scalars"])
-    assert [e.step for e in events.Scalars("val/miou")] == [1, 2]
+    assert [e.step for e in events.Scalars("val/miou")] == [1, 2, 3]
     assert {"val/prediction_0", "val/prediction_1"} <= set(tags["images"])
     image = events.Images("val/prediction_0")[-1]
     assert image.width == 3 * image.height, "input, truth and prediction side by side"
