@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from tests.ray_fixtures import start_local_ray
 from tests.ray_head import free_port
 
 MOTO_SERVER = str(Path(sys.executable).with_name("moto_server"))
@@ -52,6 +55,18 @@ def moto_s3(log: Path):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def ray_with_s3_credentials(s3):
+    """Started after the credentials are in the environment, so that the workers inherit them."""
+    yield from start_local_ray(include_dashboard=False)
 
 
 def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:

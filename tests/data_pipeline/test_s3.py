@@ -11,20 +11,7 @@ from data_pipeline.synthetic import ensure_dataset, generate
 from jobs import preprocess, train
 from tests.conftest import TINY_DATA, tiny_overrides
 from tests.data_pipeline.layouts import cityscapes_tree
-from tests.ray_fixtures import start_local_ray
-from tests.s3_server import CREDENTIALS, SECRET, moto_s3
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def ray_with_s3_credentials(s3):
-    """Started after the credentials are in the environment, so that the workers inherit them."""
-    yield from start_local_ray(include_dashboard=False)
+from tests.s3_server import CREDENTIALS, SECRET, ray_with_s3_credentials, s3  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,10 @@ import pytest
 import torch
 
 from core import checkpoint
+from core.config import load_config
+from core.resume import latest_checkpoint
 from jobs import train
+from jobs._run_storage import checkpoint_storage
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,8 +70,9 @@ def _stop_after_epochs(process: subprocess.Popen, root: Path, epochs: int, timeo
 
 
 def _last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    folders = [path.parent for path in (run_dir / "ray_train").glob(f"checkpoint_*/{checkpoint.STATE_FILE}")]
-    return checkpoint.read(max(folders, key=checkpoint.saved_epoch))["model"]
+    """From the latest checkpoint Ray Train registered: the SIGTERM may have cut an upload off, leaving a partial state.pt."""
+    latest = latest_checkpoint(checkpoint_storage(load_config(run_dir / "config.yaml"), run_dir))
+    return checkpoint.read(Path(latest))["model"]
 
 
 def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tiny_dataset, tmp_path):

@@ -19,23 +19,10 @@ from core.resume import find_resume_point
 from jobs import evaluate, train
 from jobs._run_storage import checkpoint_storage, run_store
 from tests.conftest import tiny_overrides
-from tests.ray_fixtures import start_local_ray
-from tests.s3_server import moto_s3
+from tests.s3_server import SECRET, ray_with_s3_credentials, s3  # noqa: F401  (fixtures)
 from tests.tcp_outage import Outage
 
 EPOCHS = 3
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def ray_with_s3_credentials(s3):
-    """Started after the credentials are in the environment, so that the workers inherit them."""
-    yield from start_local_ray(include_dashboard=False)
 
 
 @pytest.fixture
@@ -75,7 +62,8 @@ def _train_through_an_outage(s3, outage: Outage, tiny_dataset: Path, runs: Path,
 
 
 def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credentials, s3, outage, tiny_dataset, tmp_path):
-    code, run_dir, summary, seen = _train_through_an_outage(s3, outage, tiny_dataset, tmp_path / "runs", 12, [])
+    code, run_dir, summary, seen = _train_through_an_outage(s3, outage, tiny_dataset, tmp_path / "runs", 12,
+                                                            ["train.best_checkpoints=1"])
     assert code == 0 and summary["status"] == "completed", summary.get("error")
     assert seen == [1], "epoch 2's checkpoint should have waited for S3"
     assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
@@ -87,6 +75,10 @@ def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credent
     assert json.loads(remote.read_bytes("summary.json")) == summary
     assert remote.read_bytes("metrics.jsonl") == (run_dir / "metrics.jsonl").read_bytes()
     assert remote.exists("config.yaml") and remote.fs.glob(remote.path("tb/events.out.tfevents.*"))
+    (best,) = summary["best_checkpoints"]
+    copy = f"best/epoch_{best['epoch']:04d}"
+    assert best["checkpoint"] == remote.display(copy) and remote.exists(f"{copy}/state.pt")
+    assert not any(SECRET.encode() in path.read_bytes() for path in run_dir.rglob("*") if path.is_file())
     assert evaluate.main([str(run_dir)]) == 0
     assert json.loads((run_dir / "eval_val" / "metrics.json").read_text())["checkpoint"] == summary["checkpoint"]
 
