@@ -131,9 +131,9 @@ def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unrea
     """The error for summary.json, said in terms of its cause where that is known: checkpoint storage
     that stopped answering, or a cluster that lost nodes the plan needs."""
     if unreachable is not None:
-        first_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+        last_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
         return (f"checkpoint storage {unreachable} within output.storage_retry_s={config.output.storage_retry_s:g} s; "
-                f"the run stopped on {type(err).__name__}: {first_line}. The checkpoints registered before stay there: "
+                f"the run stopped on {type(err).__name__}: {last_line}. The checkpoints registered before stay there: "
                 f"--resume goes on from the latest once the storage answers")
     missing = shortfall(plan, node_resources())
     if missing is None:
