@@ -18,7 +18,7 @@ from cluster.resources import ResourcePlan, shortfall
 from core import checkpoint, startup
 from core import run_dir as runs
 from core.config import ExperimentConfig
-from core.resume import CheckpointStorage, ResumePoint, drop_records_after, latest_checkpoint
+from core.resume import ResumePoint, drop_records_after
 from core.stages import PREVIOUS, check_patterns, plan_stages
 from core.summary import summarise
 from core.tasks import build_task
@@ -28,9 +28,7 @@ from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules, check_shards, start_sample_log
 from data_pipeline.synthetic import ensure_dataset
 from jobs import _signals
-from jobs._best_checkpoints import BestCheckpoints
-from jobs._run_logging import RUN_FILES
-from jobs._run_storage import checkpoint_storage, copy_run_files, run_store
+from jobs._run_storage import best_checkpoints, checkpoint_storage, copy_run, latest_or_logged
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 _SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, and counts them all
@@ -92,13 +90,13 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         result = trainer.fit()
         facts["checkpoint"] = checkpoints.display(result.checkpoint.path) if result.checkpoint else None
     except (KeyboardInterrupt, SystemExit):  # Ray Train's SIGINT handler aborted the workers and raised SystemExit
-        latest, _ = _latest(checkpoints, run_dir)
+        latest, _ = latest_or_logged(checkpoints, run_dir)
         facts.update(status="interrupted", checkpoint=latest, error=f"stopped by {_signals.stopped_by().name}")
     except Exception as err:  # the run directory must still say what happened
-        latest, unreachable = _latest(checkpoints, run_dir)
+        latest, unreachable = latest_or_logged(checkpoints, run_dir)
         facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
     if config.train.best_checkpoints:
-        facts["best_checkpoints"] = _best(checkpoints, config, task)
+        facts["best_checkpoints"] = best_checkpoints(checkpoints, config.train.best_checkpoints, task)
     skipped, bad_sample = ray.get(samples.report.remote())
     ray.kill(samples)
     if bad_sample is not None and facts["status"] == "failed":
@@ -114,17 +112,8 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         run_dir=str(run_dir), data={"uri": store.uri, **{s: v["rows"] for s, v in manifest["splits"].items()}},
     )
     runs.write_json(run_dir / runs.SUMMARY, summary)
-    _copy_to_storage(config, run_dir)
+    copy_run(config, run_dir)
     return run_dir, summary
-
-
-def _copy_to_storage(config: ExperimentConfig, run_dir: Path) -> None:
-    remote = run_store(config, run_dir)
-    try:
-        copy_run_files(run_dir, remote, [*RUN_FILES, runs.SUMMARY])
-    except Exception as err:  # the run is over and complete on this disk; S3 lacks its last files
-        print(f"could not copy the run directory to {remote.uri} ({type(err).__name__}: {err}); "
-              f"it is complete in {run_dir}", file=sys.stderr)
 
 
 def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unreachable: str | None) -> str:
@@ -140,22 +129,3 @@ def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unrea
         return f"{type(err).__name__}: {err}"
     return (f"the cluster no longer has the resources this run needs: {missing.rstrip('.')}. Ray Train waited up to "
             f"failure.resource_wait_s={config.failure.resource_wait_s:g} s for them; bring the nodes back and go on with --resume")
-
-
-def _best(checkpoints: CheckpointStorage, config: ExperimentConfig, task: Task) -> list[dict[str, Any]] | str:
-    """best/index.json: the kept copies of the best checkpoints, best first."""
-    try:
-        return BestCheckpoints(checkpoints, config.train.best_checkpoints, task.monitor, task.monitor_mode).index()
-    except Exception as err:  # storage that stopped answering; summary.json must still be written
-        return f"unknown: {checkpoints.uri} did not answer ({type(err).__name__})"
-
-
-def _latest(checkpoints: CheckpointStorage, run_dir: Path) -> tuple[str | None, str | None]:
-    """(the latest registered checkpoint's URI, None) for a run that stopped; where the storage does not answer,
-    (the checkpoint of metrics.jsonl's last record, which Ray Train had registered, and what went wrong)."""
-    try:
-        latest = latest_checkpoint(checkpoints)
-    except Exception as err:  # whatever the storage raised, summary.json must still be written
-        logged = [r["checkpoint"] for r in runs.read_metrics(run_dir) if r.get("checkpoint")]
-        return (logged[-1] if logged else None), f"{checkpoints.uri} did not answer ({type(err).__name__}: {err})"
-    return (checkpoints.display(latest) if latest else None), None

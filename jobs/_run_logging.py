@@ -13,12 +13,10 @@ from ray.train import Checkpoint, UserCallback
 
 from core.checkpoint import load_meshes, load_previews
 from core.resume import CheckpointStorage
-from core.run_dir import METRICS, TENSORBOARD, RunLogger
+from core.run_dir import RunLogger
 from data_pipeline.storage import DataStore
 from jobs._best_checkpoints import BestCheckpoints
-from jobs._run_storage import copy_run_files
-
-RUN_FILES = ["config.yaml", "env.json", "code.patch", METRICS, TENSORBOARD]
+from jobs._run_storage import RUN_FILES, copy_run_files
 
 
 class RunDirCallback(UserCallback):
