@@ -63,7 +63,8 @@ def test_stage_boundaries_reach_tensorboard(staged_run):
 
 
 def _weights_after_epoch(run_dir: Path, epoch: int) -> dict[str, torch.Tensor]:
-    for folder in (run_dir / "ray_train").glob("checkpoint_*"):
+    folders = [p for p in (run_dir / "ray_train").glob("checkpoint_*") if p.is_dir()]
+    for folder in folders:
         if checkpoint.saved_epoch(folder) == epoch - 1:
             return checkpoint.read(folder)["model"]
     raise AssertionError(f"no checkpoint of epoch {epoch}")
