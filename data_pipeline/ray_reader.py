@@ -14,7 +14,7 @@ import numpy as np
 import ray.data
 
 from core.augment import KEY
-from data_pipeline import codec
+from data_pipeline import codec, ray_data_start  # noqa: F401  (see its docstring)
 from data_pipeline.shards import shard_paths
 from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules
