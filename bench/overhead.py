@@ -6,9 +6,11 @@ on the same pre-decoded batches through
   (b) the project's engine without Ray (core.engine.train_epoch: the task splits, normalises and
       weighs the losses; the step loop times data waits),
   (c) Ray Train with one worker running the same engine (prepare_model, ray.train.report per pass).
-Each pass times --steps steps after --warmup untimed ones, with the same torch threads everywhere;
-the table shows medians over --repeats passes and the ratios b/a and c/a; JSON goes to
-bench/results/overhead.json. The batches come from the quickstart data set (generated if absent).
+Each pass times --steps steps after --warmup untimed ones, with the same torch threads everywhere.
+The variants take turns, c in a Ray instance started for its pass and shut down after it, and each
+turn starts one variant later (abc, bca, cab, ...), so that a noisy neighbour, a slow drift of the
+machine or the heat of starting Ray hurts all three alike, and a and b run without Ray beside them. The table shows medians over --repeats turns and the ratios
+b/a and c/a; JSON goes to bench/results/overhead.json. The batches come from the quickstart data set (generated if absent).
 """
 from __future__ import annotations
 
@@ -75,13 +77,14 @@ def _ray_worker(loop_config: dict) -> None:
     task, batches, model, optimizer = _setup(loop_config["threads"])
     model = ray.train.torch.prepare_model(model)
     engine_loop(task, batches, model, optimizer, loop_config["warmup"])
-    passes = [engine_loop(task, batches, model, optimizer, loop_config["steps"]) for _ in range(loop_config["repeats"])]
+    samples_per_s = engine_loop(task, batches, model, optimizer, loop_config["steps"])
     # Train V2 keeps the metrics of reports with a checkpoint only; the bench runs on one node, so a file does.
-    Path(loop_config["out"]).write_text(json.dumps(passes))
-    ray.train.report({"passes": len(passes)})
+    Path(loop_config["out"]).write_text(json.dumps(samples_per_s))
+    ray.train.report({"samples_per_s": samples_per_s})
 
 
-def ray_train(args: argparse.Namespace) -> list[float]:
+def ray_train(args: argparse.Namespace) -> float:
+    """One timed pass (after --warmup steps) of a one-worker Ray Train run in a fresh Ray instance."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -104,16 +107,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=6, help="turns; a multiple of 3 gives each variant each place alike")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every variant (and CPUs of the Ray worker)")
     args = parser.parse_args()
     task, batches, model, optimizer = _setup(args.threads)
     engine_loop(task, batches, model, optimizer, args.warmup)
-    figures = {"a: plain loop": [], "b: engine, no Ray": []}
-    for _ in range(args.repeats):  # interleaved, so that a noisy neighbour hurts both alike
-        figures["a: plain loop"].append(plain_loop(task, batches, model, optimizer, args.steps))
-        figures["b: engine, no Ray"].append(engine_loop(task, batches, model, optimizer, args.steps))
-    figures["c: Ray Train, 1 worker"] = ray_train(args)
+    variants = {"a: plain loop": lambda: plain_loop(task, batches, model, optimizer, args.steps),
+                "b: engine, no Ray": lambda: engine_loop(task, batches, model, optimizer, args.steps),
+                "c: Ray Train, 1 worker": lambda: ray_train(args)}
+    names = list(variants)
+    figures: dict[str, list[float]] = {name: [] for name in names}
+    for turn in range(args.repeats):
+        for name in names[turn % 3:] + names[:turn % 3]:
+            figures[name].append(variants[name]())
+        print(f"turn {turn + 1}/{args.repeats} done", flush=True)
     medians = {name: statistics.median(values) for name, values in figures.items()}
     ratios = {"b/a": medians["b: engine, no Ray"] / medians["a: plain loop"],
               "c/a": medians["c: Ray Train, 1 worker"] / medians["a: plain loop"]}
