@@ -26,7 +26,7 @@ def _enter(config: dict) -> None:
 
 def main(out: Path) -> None:
     MARKS["imports_done"] = time.time()
-    ray.init()
+    ray.init(address="local")  # like jobs.train: never joins a Ray head already running on the machine
     MARKS["ray_connected"] = time.time()
     entered = out / "entered"
     trainer = TorchTrainer(_enter, train_loop_config={"entered": str(entered)},

@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import ray
 from ray.util.state import list_actors
 
 from jobs import train
@@ -23,7 +24,9 @@ def _kill_a_worker_after_first_checkpoint(runs: Path, killed: list[int], timeout
     deadline = time.monotonic() + timeout_s
     while not any(path.read_text().strip() for path in runs.glob("*/metrics.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    # This test's own Ray, never another Ray that happens to run on the machine.
+    workers = list_actors(address=ray.get_runtime_context().gcs_address,
+                          filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
     if workers:
         os.kill(workers[0].pid, signal.SIGKILL)
         killed.append(workers[0].pid)
