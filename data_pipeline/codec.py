@@ -1,6 +1,6 @@
 """Image columns as bytes: raw NumPy arrays (.npy, the default) or PNG.
 
-bench.ingest measured the choice: .npy decodes about 3x faster than PNG and, under the shards'
+bench.ingest measured the choice: .npy decodes about 3x faster than PNG row by row, 5.8x a column at a time, and, under the shards'
 zstd compression, took less disk on the synthetic terrain. Both encodings read back the same way
 (decode_image looks at the first bytes), so data sets written either way train alike. Depth is
 stored in the KITTI convention, uint16 metres x 256 with 0 = no measurement, in either encoding.
@@ -8,6 +8,7 @@ stored in the KITTI convention, uint16 metres x 256 with 0 = no measurement, in 
 from __future__ import annotations
 
 import io
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,7 @@ DEPTH_COLUMNS = ("depth", "sparse_depth")
 DEPTH_SCALE = 256.0
 MAX_DEPTH_M = np.iinfo(np.uint16).max / DEPTH_SCALE
 _NPY_MAGIC = b"\x93NUMPY"
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -43,6 +45,28 @@ def decode_image(data: bytes) -> np.ndarray:
     if data[: len(_NPY_MAGIC)] == _NPY_MAGIC:
         return np.load(io.BytesIO(data), allow_pickle=False)
     return decode_png(data)
+
+
+def decode_column(values: Sequence[bytes], depth: bool = False) -> np.ndarray | None:
+    """A column's images stacked, decoded at once where every value is .npy with the same header; else None.
+
+    np.load parses each header with Python's literal_eval, which was most of a read task's time
+    (bench.ingest); equal headers mean one shape and dtype, so the payloads are one array's rows.
+    """
+    first = values[0] if len(values) else b""
+    if first[: len(_NPY_MAGIC)] != _NPY_MAGIC or any(len(value) != len(first) for value in values):
+        return None
+    header = io.BytesIO(first)
+    read_header = _NPY_HEADER_READERS.get(np.lib.format.read_magic(header))
+    if read_header is None:
+        return None
+    shape, fortran_order, dtype = read_header(header)
+    offset = header.tell()
+    rows = np.frombuffer(b"".join(values), np.uint8).reshape(len(values), len(first))
+    if fortran_order or dtype.hasobject or not (rows[:, :offset] == rows[0, :offset]).all():
+        return None
+    images = np.ascontiguousarray(rows[:, offset:]).view(dtype).reshape(len(values), *shape)
+    return images.astype(np.float32) / DEPTH_SCALE if depth else images
 
 
 def encode_depth(metres: np.ndarray, encoding: str = "png") -> bytes:

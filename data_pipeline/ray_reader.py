@@ -46,11 +46,14 @@ def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None
     """Decoded image columns; with rules, bad samples raise or are left out (see SampleRules.reject)."""
     paths, ids = batch.get("path"), batch.get("sample_id")
     images = {name: values for name, values in batch.items() if name not in _IDENTITY}
+    at_once = {name: codec.decode_column(values, depth=name in codec.DEPTH_COLUMNS)
+               for name, values in images.items() if name in IMAGES}
     kept: dict[str, list[np.ndarray]] = {name: [] for name in images}
     keys: list[int] = []
     for index in range(len(next(iter(images.values())))):
         try:
-            sample = {name: DECODERS[name](values[index]) for name, values in images.items()}
+            sample = {name: DECODERS[name](values[index]) if at_once.get(name) is None else at_once[name][index]
+                      for name, values in images.items()}
         except Exception as err:  # PIL names a broken PNG in several ways
             sample, problem = None, f"an image does not decode ({type(err).__name__}: {err})"
         else:

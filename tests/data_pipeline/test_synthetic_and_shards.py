@@ -85,6 +85,21 @@ def test_shard_round_trip_gives_the_same_arrays(tmp_path, encoding):
     assert back["translation"] == [1, 2, 3] and back["mesh_face_labels"] == [4]
 
 
+def test_a_column_decoded_at_once_equals_its_rows_decoded_one_by_one():
+    rng = np.random.default_rng(1)
+    rgb = [rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(4)]
+    depth = [np.round(rng.uniform(0, 90, (6, 5)) * 256) / 256 for _ in range(4)]
+    stored_rgb = [codec.encode_image(image, "npy") for image in rgb]
+    stored_depth = [codec.encode_depth(image, "npy") for image in depth]
+    assert np.array_equal(codec.decode_column(stored_rgb), np.stack(rgb))
+    assert np.array_equal(codec.decode_column(stored_depth, depth=True), np.stack([codec.decode_depth(v) for v in stored_depth]))
+    # Rows that are not one array's rows are left to the row-by-row decoder, which names a bad one.
+    transposed = codec.encode_image(np.ascontiguousarray(rgb[0].transpose(1, 0, 2)), "npy")
+    assert len(transposed) == len(stored_rgb[0]) and codec.decode_column([*stored_rgb[:3], transposed]) is None
+    assert codec.decode_column([*stored_rgb[:3], stored_rgb[3][:-1]]) is None
+    assert codec.decode_column([codec.encode_image(image, "png") for image in rgb]) is None
+
+
 def test_depth_outside_16_bit_range_is_refused():
     with pytest.raises(ValueError, match="16-bit"):
         codec.encode_depth(np.array([[300.0]]))
