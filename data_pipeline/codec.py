@@ -54,6 +54,16 @@ def decode_column(values: Sequence[bytes], depth: bool = False) -> np.ndarray | 
     np.load parses each header with Python's literal_eval, which was most of a read task's time
     (bench.ingest); equal headers mean one shape and dtype, so the payloads are one array's rows.
     """
+    try:
+        images = _npy_rows(values)
+    except (TypeError, ValueError):  # a null or a broken header: the row-by-row decoder names the row
+        return None
+    if images is None:
+        return None
+    return images.astype(np.float32) / DEPTH_SCALE if depth else images
+
+
+def _npy_rows(values: Sequence[bytes]) -> np.ndarray | None:
     first = values[0] if len(values) else b""
     if first[: len(_NPY_MAGIC)] != _NPY_MAGIC or any(len(value) != len(first) for value in values):
         return None
@@ -66,8 +76,7 @@ def decode_column(values: Sequence[bytes], depth: bool = False) -> np.ndarray | 
     rows = np.frombuffer(b"".join(values), np.uint8).reshape(len(values), len(first))
     if fortran_order or dtype.hasobject or not (rows[:, :offset] == rows[0, :offset]).all():
         return None
-    images = np.ascontiguousarray(rows[:, offset:]).view(dtype).reshape(len(values), *shape)
-    return images.astype(np.float32) / DEPTH_SCALE if depth else images
+    return np.ascontiguousarray(rows[:, offset:]).view(dtype).reshape(len(values), *shape)
 
 
 def encode_depth(metres: np.ndarray, encoding: str = "png") -> bytes:

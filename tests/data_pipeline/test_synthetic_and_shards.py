@@ -98,6 +98,9 @@ def test_a_column_decoded_at_once_equals_its_rows_decoded_one_by_one():
     assert len(transposed) == len(stored_rgb[0]) and codec.decode_column([*stored_rgb[:3], transposed]) is None
     assert codec.decode_column([*stored_rgb[:3], stored_rgb[3][:-1]]) is None
     assert codec.decode_column([codec.encode_image(image, "png") for image in rgb]) is None
+    broken_header = stored_rgb[0][:10] + b"{garbage" + stored_rgb[0][18:]
+    assert codec.decode_column([broken_header, *stored_rgb[1:]]) is None
+    assert codec.decode_column([*stored_rgb[:3], None]) is None
 
 
 def test_depth_outside_16_bit_range_is_refused():
