@@ -149,7 +149,9 @@ class TrainConfig(_Strict):
                                                                 "monitored metric (counted as ReduceLROnPlateau counts patience)")
     grad_accumulation: int = Field(1, ge=1, description="batches whose gradients add up to one optimizer step")
     grad_clip: float | None = Field(None, gt=0.0, description="clip the gradients' total L2 norm to this")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward pass and losses under bf16 autocast (CPU or GPU)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16: forward pass and losses under bf16 autocast (CPU or GPU); fp16: under fp16 autocast with a "
+                            "dynamic loss scale (steps whose gradients overflow are skipped and counted, the scale halved)")
     skip_nonfinite_steps: int = Field(0, ge=0, description="steps with a non-finite loss or gradient skipped (and counted) before the run stops")
     log_images: int = Field(4, ge=0, description="validation predictions written to TensorBoard each epoch")
     checkpoints_to_keep: int = Field(2, ge=1)

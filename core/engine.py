@@ -16,7 +16,7 @@ from torch import nn
 
 from core.distributed import all_reduce_sum, world_size
 from core.stages import hold_frozen_norms
-from core.steppers import stepper_for
+from core.steppers import is_deepspeed, stepper_for
 from core.tasks.base import Task, batch_length
 
 
@@ -57,22 +57,44 @@ class StepRules:
     precision: str = "fp32"
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# fairseq's floor: a gradient that still overflows at a scale this small is not the scale's fault.
+MIN_LOSS_SCALE = 1e-4
+
+
+def loss_scaler(enabled: bool, device: torch.device, state: dict[str, Any] | None = None) -> torch.amp.GradScaler:
+    """fp16's dynamic loss scale, from its saved state. Disabled, every call passes through: fp32 and bf16 (whose
+    exponent range needs no scale) and DeepSpeed (which scales itself)."""
+    scaler = torch.amp.GradScaler(device.type, enabled=enabled)
+    if state:
+        scaler.load_state_dict(state)
+    return scaler
+
+
 class NonFiniteError(FloatingPointError):
     """A non-finite loss or gradient, past what the run may skip."""
 
 
 class NumericsGuard:
-    """Skips up to `allowed` steps whose loss or gradient is not finite, counting them; the next one stops the run."""
+    """Skips up to `allowed` steps whose loss or gradient is not finite, counting them; the next one stops the run.
 
-    def __init__(self, allowed: int, skipped: int = 0, stage: str = "train", epoch: int = 0):
-        self.allowed, self.skipped, self.stage, self.epoch = allowed, skipped, stage, epoch
+    Under fp16 a non-finite gradient of finite losses is the loss scale's overflow, routine while the scale
+    finds its level: the scaler skips that step and halves the scale, and the guard only counts it (overflows),
+    until the scale falls below MIN_LOSS_SCALE."""
 
-    def check(self, step: int, losses: dict[str, torch.Tensor], gradient_norm: torch.Tensor) -> bool:
-        """True when the step may be taken. Every worker decides alike: the gradients are already averaged."""
+    def __init__(self, allowed: int, skipped: int = 0, stage: str = "train", epoch: int = 0, overflows: int = 0):
+        self.allowed, self.skipped, self.stage, self.epoch, self.overflows = allowed, skipped, stage, epoch, overflows
+
+    def check(self, step: int, losses: dict[str, torch.Tensor], gradient_norm: torch.Tensor,
+              scaler: torch.amp.GradScaler | None = None) -> bool:
+        """True when the step may be taken (the scaler may still skip it). Every worker decides alike: the
+        gradients are already averaged."""
         if torch.isfinite(gradient_norm):
             return True
         terms = _non_finite_terms(losses)
         where = f"at step {step} of epoch {self.epoch + 1} in stage {self.stage!r}"
+        if not terms and scaler is not None and scaler.is_enabled():
+            return self._overflowed(scaler.get_scale(), where)
         what = f"loss term(s) {', '.join(terms)}" if terms else "gradient (every loss term finite)"
         if self.skipped >= self.allowed:
             raise NonFiniteError(f"non-finite {what} {where}; the run stops and its last checkpoint is the last good state "
@@ -80,14 +102,25 @@ class NumericsGuard:
         self.skipped += 1
         return False
 
+    def _overflowed(self, scale: float, where: str) -> bool:
+        if scale < MIN_LOSS_SCALE:
+            raise NonFiniteError(f"non-finite gradient (every loss term finite) {where} at fp16 loss scale {scale:g}, "
+                                 f"below {MIN_LOSS_SCALE:g}: not an overflow the scale can fix; the run stops and its "
+                                 f"last checkpoint is the last good state")
+        self.overflows += 1
+        return True
+
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], task: Task,
                 device: torch.device, on_step: Callable[[StepTiming], None] | None = None, rules: StepRules = StepRules(),
-                guard: NumericsGuard | None = None) -> EpochStats:
+                guard: NumericsGuard | None = None, scaler: torch.amp.GradScaler | None = None) -> EpochStats:
+    """scaler: fp16's loss scale, carried from epoch to epoch by the caller; a new one when not given."""
     model.train()
     hold_frozen_norms(model)
     guard = guard or NumericsGuard(0)
-    stepper = stepper_for(model, optimizer, rules, guard)
+    scaler = scaler or loss_scaler(rules.precision == "fp16" and not is_deepspeed(model), device)
+    stepper = stepper_for(model, optimizer, rules, guard, scaler)
+    autocast_dtype = AUTOCAST_DTYPES.get(rules.precision)
     totals: dict[str, torch.Tensor] = {}
     steps = samples = micro = 0
     start = time.perf_counter()
@@ -96,7 +129,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
     optimizer.zero_grad(set_to_none=True)
     for batch, is_last in _flag_last(timer):
         inputs, targets = task.split_batch(batch, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=rules.precision == "bf16"):
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             losses = task.losses(model(inputs), targets)
             loss = sum(task.loss_weights[name] * value for name, value in losses.items())
         micro += 1

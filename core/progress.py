@@ -20,6 +20,8 @@ class Progress:
     restarts: int = 0  # Ray Train restarts after a failure
     resumes: int = 0  # `jobs.train --resume` of this run
     skipped_steps: int = 0  # non-finite steps skipped (train.skip_nonfinite_steps)
+    overflow_steps: int = 0  # fp16 steps the loss scaler skipped because their gradients overflowed
+    loss_scale: dict[str, Any] | None = None  # fp16's GradScaler state
     plateau: dict[str, Any] | None = None
     rng: list[torch.Tensor] | None = None  # torch's generator state per rank
 

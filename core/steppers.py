@@ -19,26 +19,33 @@ if TYPE_CHECKING:
 
 
 class TorchStepper:
-    """Gradients accumulate over the group (DDP averages them on its last backward pass), then one clipped step."""
+    """Gradients accumulate over the group (DDP averages them on its last backward pass), then one clipped step.
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, rules: "StepRules", guard: "NumericsGuard"):
-        self.model, self.optimizer, self.rules, self.guard = model, optimizer, rules, guard
+    The loss scaler (disabled unless fp16) scales each backward pass and unscales before clipping, so the
+    clipping norm and the guard see true gradients; it skips a step whose gradients overflowed."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, rules: "StepRules", guard: "NumericsGuard",
+                 scaler: torch.amp.GradScaler):
+        self.model, self.optimizer, self.rules, self.guard, self.scaler = model, optimizer, rules, guard, scaler
         self.trainable = [p for p in model.parameters() if p.requires_grad]
 
     def backward(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], step: int, ends_group: bool) -> None:
         syncing = ends_group or not hasattr(self.model, "no_sync")
         with nullcontext() if syncing else self.model.no_sync():
-            (loss / self.rules.grad_accumulation).backward()
+            self.scaler.scale(loss / self.rules.grad_accumulation).backward()
         if ends_group:
+            self.scaler.unscale_(self.optimizer)
             # The norm of gradients DDP already averaged: every worker sees the same one.
             norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.rules.grad_clip or math.inf)
-            if self.guard.check(step, losses, norm):
-                self.optimizer.step()
+            if self.guard.check(step, losses, norm, self.scaler):
+                self.scaler.step(self.optimizer)
+            self.scaler.update()  # after any unscaled group, taken or skipped: halves the scale on non-finite gradients
             self.optimizer.zero_grad(set_to_none=True)
 
 
 class DeepSpeedStepper:
-    """The engine scales, accumulates (its gradient_accumulation_steps), clips and steps at its own boundaries."""
+    """The engine scales, accumulates (its gradient_accumulation_steps), clips and steps at its own boundaries;
+    under fp16 it skips steps whose gradients overflowed, which the guard counts."""
 
     def __init__(self, engine: Any, rules: "StepRules", guard: "NumericsGuard"):
         self.engine, self.guard = engine, guard
@@ -48,14 +55,18 @@ class DeepSpeedStepper:
         # every worker decides alike, and a skipped batch is skipped everywhere.
         total = all_reduce_sum(loss.detach().float().reshape(1).cpu().clone())
         if self.guard.check(step, losses, total[0]):
+            skipped = self.engine.skipped_steps
             self.engine.backward(loss)
             self.engine.step()
+            self.guard.overflows += self.engine.skipped_steps - skipped
 
 
-def stepper_for(model: nn.Module, optimizer: torch.optim.Optimizer, rules: "StepRules", guard: "NumericsGuard"):
+def stepper_for(model: nn.Module, optimizer: torch.optim.Optimizer, rules: "StepRules", guard: "NumericsGuard",
+                scaler: torch.amp.GradScaler):
+    """scaler: used under PyTorch only; DeepSpeed scales fp16 losses itself (its torch_autocast setting)."""
     if is_deepspeed(model):
         return DeepSpeedStepper(model, rules, guard)
-    return TorchStepper(model, optimizer, rules, guard)
+    return TorchStepper(model, optimizer, rules, guard, scaler)
 
 
 def is_deepspeed(model: nn.Module) -> bool:

@@ -22,6 +22,7 @@ def summarise(records: list[dict[str, Any]], monitor: str, planned_epochs: int, 
         "baselines": {k: v for k, v in (last or {}).items() if k.startswith("baseline/")},
         "resumes": int(last.get("resumes", 0)) if last else 0,
         "skipped_steps": int(last.get("skipped_steps", 0)) if last else 0,
+        **({"overflow_steps": int(last["overflow_steps"]), "loss_scale": last["loss_scale"]} if last and "loss_scale" in last else {}),
         "stages": stage_table(records, monitor, monitor_mode) if any("stage_event" in r for r in records) else [],
         "lr_changes": [{"epoch": r["epoch"], "lr": r["lr"]} for before, r in zip([None, *records], records)
                        if "lr" in r and (before is None or before.get("lr") != r["lr"])],
@@ -62,6 +63,8 @@ def headline(summary: dict[str, Any]) -> list[str]:
         lines += [f"stage {s['stage']}: epochs {s['first_epoch']}-{s['last_epoch']}, ended: {s['ended']}" for s in summary["stages"]]
     if summary.get("skipped_steps"):
         lines.append(f"skipped {summary['skipped_steps']} step(s) with a non-finite loss or gradient (train.skip_nonfinite_steps)")
+    if summary.get("overflow_steps"):
+        lines.append(f"fp16: {summary['overflow_steps']} step(s) skipped for overflowing gradients; loss scale now {summary['loss_scale']:g}")
     skipped = (summary.get("skipped_samples") or {}).get("count", 0)
     if skipped:
         lines.append(f"skipped {skipped} bad sample(s) (data.on_bad_sample=skip); summary.json names them")

@@ -24,14 +24,14 @@ from cluster.resources import ResourcePlan, shortfall
 from core import checkpoint, memory, startup
 from core.augment import augment_batch
 from core.config import AugmentConfig, ExperimentConfig
-from core.engine import EpochStats, Evaluation, NumericsGuard, StepRules, evaluate, train_epoch
+from core.engine import EpochStats, Evaluation, NumericsGuard, StepRules, evaluate, loss_scaler, train_epoch
 from core.optim import apply_hyperparameters, build_plateau
 from core.progress import Progress
 from core.stages import PREVIOUS, Stage, freeze, plan_stages
 from core.steppers import is_deepspeed
 from core.tasks import build_task
 from jobs._dashboard_metrics import DashboardMetrics
-from jobs._strategy import full_weights, load_shards, save_shards, wrap
+from jobs._strategy import full_weights, load_shards, loss_scale, save_shards, wrap
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -99,13 +99,15 @@ def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_
         elif plateau is not None and progress.plateau:
             plateau.load_state_dict(progress.plateau)
     rules = StepRules(config.train.grad_accumulation, config.train.grad_clip, config.train.precision)
-    guard = NumericsGuard(config.train.skip_nonfinite_steps, progress.skipped_steps, stage.name)
+    guard = NumericsGuard(config.train.skip_nonfinite_steps, progress.skipped_steps, stage.name, overflows=progress.overflow_steps)
+    scaler = loss_scaler(config.train.precision == "fp16" and not is_deepspeed(model), run.device, progress.loss_scale)
     ended = None
     while ended is None:
         epoch, first_of_stage = progress.epoch + 1, progress.stage_epochs == 0
         guard.epoch = epoch
-        stats, result = _train_and_evaluate(model, optimizer, task, config, epoch, rules, guard, run)
-        progress.skipped_steps = guard.skipped
+        stats, result = _train_and_evaluate(model, optimizer, task, config, epoch, rules, guard, scaler, run)
+        progress.skipped_steps, progress.overflow_steps = guard.skipped, guard.overflows
+        progress.loss_scale = scaler.state_dict() or None
         monitored = result.metrics.get(task.monitor.removeprefix("val/"))
         learning_rate = optimizer.param_groups[0]["lr"]  # the one this epoch trained with
         if plateau is not None and monitored is not None:
@@ -114,6 +116,8 @@ def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_
         if ended is None and plateau is not None:
             progress.plateau = plateau.state_dict()
         record = _record(epoch, stage, progress, task, stats, result, learning_rate, run)
+        if config.train.precision == "fp16":
+            record.update(overflow_steps=progress.overflow_steps, loss_scale=loss_scale(model, scaler))
         if run.staged:
             record["stage_event"] = _stage_event(first_of_stage, ended)
         if run.startup:
@@ -124,7 +128,7 @@ def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_
 
 
 def _train_and_evaluate(model, optimizer, task, config: ExperimentConfig, epoch: int, rules: StepRules, guard: NumericsGuard,
-                        run: _Run) -> tuple[EpochStats, Evaluation]:
+                        scaler: torch.amp.GradScaler, run: _Run) -> tuple[EpochStats, Evaluation]:
     augment, batch_size = config.data.augment, config.train.batch_size
     collate = _Augmenting(augment, config.seed, epoch, run.manifest["ignore_index"]) if augment else None
     batches = run.train_data.iter_torch_batches(
@@ -136,7 +140,7 @@ def _train_and_evaluate(model, optimizer, task, config: ExperimentConfig, epoch:
             run.startup["first_step"] = startup.mark()
         run.dashboard.on_step(timing, optimizer.param_groups[0]["lr"])
 
-    stats = train_epoch(model, optimizer, batches, task, run.device, rules=rules, guard=guard, on_step=on_step)
+    stats = train_epoch(model, optimizer, batches, task, run.device, rules=rules, guard=guard, scaler=scaler, on_step=on_step)
     result = evaluate(model, run.val_data.iter_torch_batches(batch_size=batch_size), task, run.device,
                       num_previews=config.train.log_images if run.rank == 0 else 0)
     return stats, result

@@ -1,4 +1,5 @@
-"""The step loop: gradient accumulation, clipping, bf16, the numerics guard, frozen parameters, and DDP equivalence."""
+"""The step loop: gradient accumulation, clipping, bf16, fp16 with its loss scale, the numerics guard, frozen parameters,
+and DDP equivalence."""
 import os
 import tempfile
 
@@ -8,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from core.config import OptimizerConfig, TaskConfig
-from core.engine import NonFiniteError, NumericsGuard, StepRules, train_epoch
+from core.engine import NonFiniteError, NumericsGuard, StepRules, loss_scaler, train_epoch
 from core.optim import build_optimizer
 from core.stages import freeze
 from core.tasks import build_task
@@ -20,13 +21,14 @@ from tests.ray_head import free_port
 CPU = torch.device("cpu")
 
 
-def _trained(batches, rules=StepRules(), lr=0.05, guard=None, seed=0):
+def _trained(batches, rules=StepRules(), lr=0.05, guard=None, seed=0, scaler=None):
     torch.manual_seed(seed)
     task = TinyRegression()
     model = task.build_model()
     optimizer = build_optimizer(OptimizerConfig(name="sgd", lr=lr, momentum=0.0, weight_decay=0.0), model.parameters())
     losses = []
-    stats = train_epoch(model, optimizer, batches, task, CPU, rules=rules, guard=guard, on_step=lambda t: losses.append(t.loss))
+    stats = train_epoch(model, optimizer, batches, task, CPU, rules=rules, guard=guard, scaler=scaler,
+                        on_step=lambda t: losses.append(t.loss))
     return model, stats, losses
 
 
@@ -64,6 +66,69 @@ def test_bf16_autocast_learns():
     _, _, losses = _trained(batches * 4, StepRules(precision="bf16"))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-4:]) < 0.5 * sum(losses[:4])
+
+
+def _loud(batches, factor=1000.0):
+    """Targets so large that at fp16's starting loss scale (65536) the scaled gradients overflow fp16."""
+    return [{"x": b["x"], "y": b["y"] * factor} for b in batches]
+
+
+def test_fp16_autocast_with_its_loss_scale_learns():
+    _, _, losses = _trained(tiny_batches(8, 8) * 4, StepRules(precision="fp16"))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-4:]) < 0.5 * sum(losses[:4])
+
+
+def test_overflowing_fp16_steps_are_skipped_and_counted_and_halve_the_scale_until_it_fits():
+    guard, scaler = NumericsGuard(0), loss_scaler(True, CPU)
+    model, stats, losses = _trained(_loud(tiny_batches(8, 8)) * 4, StepRules(precision="fp16"), lr=1e-4, guard=guard,
+                                    scaler=scaler)
+    assert 0 < guard.overflows < stats.steps  # not mistaken for non-finite losses
+    assert scaler.get_scale() == 65536 / 2**guard.overflows
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert sum(losses[-8:]) < 0.95 * sum(losses[:8])  # the same 8 batches: the first pass before any step was taken
+
+
+def test_the_loss_scale_goes_on_from_its_saved_state_as_if_never_stopped():
+    batches, rules = _loud(tiny_batches(12, 8)), StepRules(precision="fp16")
+
+    def run(first_scaler, second_scaler):
+        torch.manual_seed(0)
+        task = TinyRegression()
+        model = task.build_model()
+        optimizer = build_optimizer(OptimizerConfig(name="sgd", lr=1e-7, momentum=0.0, weight_decay=0.0), model.parameters())
+        train_epoch(model, optimizer, batches[:6], task, CPU, rules=rules, scaler=first_scaler)
+        train_epoch(model, optimizer, batches[6:], task, CPU, rules=rules, scaler=second_scaler(first_scaler))
+        return model
+
+    uninterrupted = run(loss_scaler(True, CPU), lambda first: first)
+    resumed = run(loss_scaler(True, CPU), lambda first: loss_scaler(True, CPU, first.state_dict()))
+    restarted_scale = run(loss_scaler(True, CPU), lambda first: loss_scaler(True, CPU))
+    assert _same_weights(uninterrupted, resumed, tolerance=0)
+    assert not _same_weights(uninterrupted, restarted_scale)
+
+
+class _NanGradient(torch.nn.Module):
+    """Finite outputs whose gradient is NaN: sqrt's derivative at 0 is infinite, times the 0 in front."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.zero = model, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.model(x) + 0.0 * self.zero.sqrt()
+
+
+def test_fp16_stops_when_gradients_overflow_at_every_scale_down_to_the_floor():
+    task = TinyRegression()
+    model = _NanGradient(task.build_model())
+    optimizer = build_optimizer(OptimizerConfig(), model.parameters())
+    guard = NumericsGuard(allowed=0, stage="head")
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**-12)  # the floor, 1e-4, lies between 2**-14 and 2**-13
+    with pytest.raises(NonFiniteError, match=r"non-finite gradient \(every loss term finite\) at step 3 of epoch 1 in "
+                                             r"stage 'head' at fp16 loss scale 6.10352e-05, below 0.0001"):
+        train_epoch(model, optimizer, tiny_batches(6, 4), task, CPU, rules=StepRules(precision="fp16"), guard=guard, scaler=scaler)
+    assert guard.overflows == 2 and guard.skipped == 0
 
 
 class _PoisonAt(torch.nn.Module):

@@ -1,5 +1,6 @@
 """Staged runs on Ray Train (SemAttNet's four-stage recipe scaled down to the tiny synthetic data), and the DeepSpeed strategy."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -89,13 +90,16 @@ def test_a_freeze_pattern_matching_nothing_is_refused_before_training(local_ray,
     assert not (tmp_path / "runs").exists()
 
 
-def test_deepspeed_zero2_trains_on_ray_and_every_worker_writes_its_shard(local_ray, tiny_dataset, tmp_path):  # noqa: F811
+def test_deepspeed_zero2_trains_in_fp16_on_ray_and_every_worker_writes_its_shard(local_ray, tiny_dataset, tmp_path):  # noqa: F811
     overrides = tiny_overrides(tiny_dataset, tmp_path / "runs") + ["scaling.strategy=deepspeed", "scaling.zero_stage=2",
-                                                                   "train.epochs=2"]
+                                                                   "train.epochs=2", "train.precision=fp16"]
     assert train.main(overrides) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2, summary.get("error")
+    # DeepSpeed's own fp16 loss scale: its first steps overflow at 2**16, are skipped and counted, and lower it
+    assert summary["overflow_steps"] > 0 and summary["loss_scale"] < 2**16
+    assert math.isfinite(summary["last"]["train/loss"]) and math.isfinite(summary["last"]["val/miou"])
     folder = Path(summary["checkpoint"])
     assert checkpoint.saved_epoch(folder) == 1 and checkpoint.read(folder)["model"]
     shards = sorted(p.name for p in (folder / "deepspeed" / "state").glob("zero_pp_rank_*"))
