@@ -1,5 +1,5 @@
 """DeepSpeed ZeRO in the step loop: two workers on gloo match one process step by step, and a run saved as
-per-worker shards and loaded into fresh engines goes on exactly as if it had never stopped."""
+per-worker shards and loaded into fresh engines goes on exactly as if it had never stopped; in fp16 it learns."""
 import os
 import tempfile
 from pathlib import Path
@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from core.config import ExperimentConfig
-from core.engine import train_epoch
+from core.engine import StepRules, train_epoch
 from core.optim import build_optimizer
 from tests.core import spawned_ranks
 from tests.core.tiny_task import TinyRegression, tiny_batches
@@ -20,23 +20,24 @@ CPU = torch.device("cpu")
 CONFIG = {"train": {"batch_size": 4, "optimizer": {"lr": 0.01, "weight_decay": 0.0}}, "scaling": {"strategy": "deepspeed"}}
 
 
-def _engine(zero_stage: int):
+def _engine(zero_stage: int, precision: str = "fp32"):
     import deepspeed
 
     from jobs._strategy import deepspeed_config
 
     torch.manual_seed(0)
     model = TinyRegression().build_model()
-    config = ExperimentConfig.model_validate({**CONFIG, "scaling": {"strategy": "deepspeed", "zero_stage": zero_stage}})
+    config = ExperimentConfig.model_validate({"train": {**CONFIG["train"], "precision": precision},
+                                              "scaling": {"strategy": "deepspeed", "zero_stage": zero_stage}})
     optimizer = build_optimizer(config.train.optimizer, model.parameters())
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(config), dist_init_required=False)
     return engine, optimizer
 
 
-def _train(engine, optimizer, batches, rank) -> list[float]:
+def _train(engine, optimizer, batches, rank, rules=StepRules()) -> list[float]:
     mine = [{k: v[rank * 4:(rank + 1) * 4] for k, v in b.items()} for b in batches]
     losses = []
-    train_epoch(engine, optimizer, mine, TinyRegression(), CPU, on_step=lambda t: losses.append(t.loss))
+    train_epoch(engine, optimizer, mine, TinyRegression(), CPU, rules=rules, on_step=lambda t: losses.append(t.loss))
     return losses
 
 
@@ -80,3 +81,22 @@ def test_zero_matches_one_process_step_by_step_and_resumes_from_every_workers_sh
     assert all(torch.allclose(ranks[0]["uninterrupted"][k], expected[k], atol=1e-6) for k in expected)
     for rank in ranks:
         assert all(torch.equal(rank["resumed"][k], rank["uninterrupted"][k]) for k in expected)
+
+
+def _fp16_worker(rank: int, port: int, out: str):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    engine, optimizer = _engine(2, "fp16")
+    losses = _train(engine, optimizer, tiny_batches(8, 8) * 4, rank, StepRules(precision="fp16"))
+    torch.save({"losses": losses, "dtype": next(engine.module.parameters()).dtype}, f"{out}/rank{rank}.pt")
+    spawned_ranks.leave()
+
+
+def test_zero2_in_fp16_learns_under_deepspeeds_own_loss_scale():
+    with tempfile.TemporaryDirectory() as out:
+        mp.spawn(_fp16_worker, args=(free_port(), out), nprocs=2)
+        ranks = [torch.load(f"{out}/rank{r}.pt") for r in (0, 1)]
+    for rank in ranks:
+        assert rank["dtype"] == torch.float16  # DeepSpeed's fp16: the model itself, inputs cast at its forward
+        first, last = rank["losses"][:8], rank["losses"][-8:]  # the same 8 batches, first and fourth time
+        assert sum(last) < 0.6 * sum(first)
