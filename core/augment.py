@@ -13,19 +13,18 @@ import torch
 import torch.nn.functional as F
 
 from core.config import AugmentConfig
-
-KEY = "sample_key"  # an integer per sample, made from its sample id when the data set is decoded
+from core.sample_key import SAMPLE_KEY
 
 
 def augment_batch(batch: dict[str, np.ndarray], config: AugmentConfig, seed: int, epoch: int,
                   ignore_index: int) -> dict[str, torch.Tensor]:
-    images = {name: values for name, values in batch.items() if name != KEY}
+    images = {name: values for name, values in batch.items() if name != SAMPLE_KEY}
     native = tuple(next(iter(images.values())).shape[1:3])
     size = config.size_at(epoch, native)
+    keys = batch[SAMPLE_KEY]
     samples = [augment_sample({name: values[i] for name, values in images.items()},
-                              np.random.default_rng([seed, epoch, int(batch[KEY][i]) & 0x7FFFFFFFFFFFFFFF]), config, size,
-                              ignore_index)
-               for i in range(len(batch[KEY]))]
+                              np.random.default_rng([seed, epoch, int(keys[i]) & 0x7FFFFFFFFFFFFFFF]), config, size, ignore_index)
+               for i in range(len(keys))]
     return {name: torch.from_numpy(np.stack([s[name] for s in samples])) for name in images}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import ray.data
 
-from core.augment import KEY
+from core.sample_key import SAMPLE_KEY
 from data_pipeline import codec, ray_data_start  # noqa: F401  (see its docstring)
 from data_pipeline.shards import shard_paths
 from data_pipeline.storage import DataStore
@@ -69,7 +69,7 @@ def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None
             rules.reject(str(paths[index]), str(ids[index]), problem)
     decoded = {name: np.stack(values) if values else _empty(name, rules) for name, values in kept.items()}
     if ids is not None:  # strings cannot become tensors; augmentation seeds each sample by this number
-        decoded[KEY] = np.array(keys, dtype=np.int64)
+        decoded[SAMPLE_KEY] = np.array(keys, dtype=np.int64)
     return decoded
 
 

@@ -99,7 +99,8 @@ def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_
         elif plateau is not None and progress.plateau:
             plateau.load_state_dict(progress.plateau)
     rules = StepRules(config.train.grad_accumulation, config.train.grad_clip, config.train.precision)
-    guard = NumericsGuard(config.train.skip_nonfinite_steps, progress.skipped_steps, stage.name, overflows=progress.overflow_steps)
+    guard = NumericsGuard(config.train.skip_nonfinite_steps, progress.skipped_steps, stage.name,
+                          overflows=progress.overflow_steps)
     scaler = loss_scaler(config.train.precision == "fp16" and not is_deepspeed(model), run.device, progress.loss_scale)
     ended = None
     while ended is None:

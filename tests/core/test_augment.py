@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from core.augment import KEY, augment_batch
+from core.augment import augment_batch
+from core.sample_key import SAMPLE_KEY
 from core.config import AugmentConfig
 
 IGNORE = 255
@@ -13,7 +14,7 @@ def _batch(n=3, size=(16, 24)):
     labels = rng.integers(0, 5, (n, *size), dtype=np.uint8)
     return {"rgb": rng.integers(0, 256, (n, *size, 3), dtype=np.uint8), "labels": labels,
             "depth": labels.astype(np.float32) * 2 + 1, "sparse_depth": (labels.astype(np.float32) * 2 + 1) * (labels == 3),
-            KEY: np.array([11, 22, 33], dtype=np.int64)[:n]}
+            SAMPLE_KEY: np.array([11, 22, 33], dtype=np.int64)[:n]}
 
 
 FULL = AugmentConfig(hflip=0.5, scale=(0.6, 1.4), color_jitter=0.3)
