@@ -186,8 +186,15 @@ def render(meshes: Meshes, cameras: PerspectiveCameras, size: tuple[int, int], v
     move only along their rays, so those do not depend on the depths, and the depth and logits are
     interpolated from them here, perspective-correctly (1/z is linear in screen space), with the
     gradient flowing to the vertex depths directly: PyTorch3D's CPU rasterizer backward costs
-    seconds per batch, this costs milliseconds.
+    seconds per batch, this costs milliseconds. It runs in fp32 under bf16 and fp16 autocast too:
+    the rasterizer takes float32 only, and depths in metres need more than 8 or 11 bits.
     """
+    with torch.autocast(vertex_depth.device.type, enabled=False):
+        return _render(meshes, cameras, size, vertex_depth, vertex_logits)
+
+
+def _render(meshes: Meshes, cameras: PerspectiveCameras, size: tuple[int, int], vertex_depth: torch.Tensor,
+            vertex_logits: torch.Tensor | None) -> dict:
     if meshes.isempty() or any(len(f) == 0 for f in meshes.faces_list()):
         raise ValueError("a mesh without faces cannot be rendered; the grid needs at least 2x2 vertices")
     # A hair of blur: a pixel centre exactly on an edge shared by two faces would otherwise hit neither.
@@ -203,6 +210,6 @@ def render(meshes: Meshes, cameras: PerspectiveCameras, size: tuple[int, int], v
     out = {"depth": depth.unsqueeze(1), "covered": covered.unsqueeze(1)}
     if vertex_logits is not None:
         weights = inverse / total.clamp(min=1e-12).unsqueeze(-1)
-        logits = vertex_logits.reshape(-1, vertex_logits.shape[-1])[corners]  # (B, H, W, 3, C)
+        logits = vertex_logits.float().reshape(-1, vertex_logits.shape[-1])[corners]  # (B, H, W, 3, C)
         out["semantic"] = (weights.unsqueeze(-1) * logits).sum(-2).permute(0, 3, 1, 2)
     return out

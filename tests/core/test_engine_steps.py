@@ -108,6 +108,27 @@ def test_the_loss_scale_goes_on_from_its_saved_state_as_if_never_stopped():
     assert not _same_weights(uninterrupted, restarted_scale)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("task_config", [{"name": "segmentation"}, {"name": "depth_completion"},
+                                         {"name": "mesh_reconstruction", "mesh": {"grid": [6, 6], "hidden": 8}}],
+                         ids=lambda config: config["name"])
+def test_every_task_trains_under_autocast(task_config, precision):
+    task = build_task(TaskConfig(**task_config), manifest_for())
+    torch.manual_seed(0)
+    model = task.build_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    batch = random_batch(n=2, size=32)
+    batch["intrinsics"] = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]).expand(2, 3, 3).reshape(2, 9)
+    optimizer = build_optimizer(OptimizerConfig(), model.parameters())
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=precision == "fp16")  # overflows are tested above
+    guard = NumericsGuard(0)
+    stats = train_epoch(model, optimizer, [batch] * 2, task, CPU, rules=StepRules(precision=precision), guard=guard,
+                        scaler=scaler)
+    assert all(torch.isfinite(torch.tensor(value)) for value in stats.losses.values())
+    assert guard.overflows < 2  # at least one of the two steps was taken
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 class _NanGradient(torch.nn.Module):
     """Finite outputs whose gradient is NaN: sqrt's derivative at 0 is infinite, times the 0 in front."""
 
