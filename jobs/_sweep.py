@@ -16,7 +16,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTra
 from cluster.connect import node_resources
 from cluster.resources import make_plan
 from core import checkpoint
+from core import run_dir as runs
 from core.config import format_override, load_config
+from core.summary import summarise
 from core.sweep_config import SweepConfig
 from core.tasks import build_task
 from data_pipeline.storage import DataStore
@@ -129,3 +131,18 @@ def result_rows(results: tune.ResultGrid, sweep: SweepConfig, runs_root: Path) -
             "history": points,  # across the trial's restarts (PBT), unlike the last run directory's metrics
         })
     return rows
+
+
+def write_missing_summaries(rows: list[dict[str, Any]], sweep: SweepConfig, manifest: dict[str, Any]) -> None:
+    """summary.json, from its metrics and its row, for each trial's run that has none: Tune ends a trial as soon as
+    its scheduler says stop (ASHA at max_t too, so its completed trials as well), before the run writes one, and
+    jobs.report would list the run as still running or killed."""
+    task = build_task(sweep.base_config().task, manifest)
+    for row in rows:
+        folder = Path(row["run directory"]) if row["run directory"] else None
+        if folder is None or (folder / runs.SUMMARY).exists():
+            continue
+        summary = summarise(runs.read_metrics(folder), task.monitor, sweep.base_config().train.epochs, task.monitor_mode,
+                            status=row["status"], error=None, checkpoint=None, wall_time_s=row["wall time (s)"],
+                            run_dir=str(folder))
+        runs.write_json(folder / runs.SUMMARY, summary)

@@ -29,6 +29,8 @@ def test_asha_sweep_writes_complete_results_with_a_row_for_every_trial(local_ray
         done, planned = map(int, r["epochs"].split("/"))
         assert planned == 2 and 1 <= done <= 2 and (r["status"] == "completed") == (done == 2)
         assert 0.0 <= float(r["best"]) <= 1.0 and (Path(r["run directory"]) / "metrics.jsonl").is_file()
+        summary = json.loads((Path(r["run directory"]) / "summary.json").read_text())  # though Tune ended the trial
+        assert summary["status"] == r["status"] and summary["epochs_completed"] == done
     assert any(r["status"] == "completed" for r in rows)
     best = max(rows, key=lambda r: float(r["best"]))
     assert load_config(sweep_dir / "best_config.yaml").train.optimizer.lr == float(best["overrides"].split("=")[1])
