@@ -63,7 +63,7 @@ class DeepSpeedStepper:
 
 def stepper_for(model: nn.Module, optimizer: torch.optim.Optimizer, rules: "StepRules", guard: "NumericsGuard",
                 scaler: torch.amp.GradScaler):
-    """scaler: used under PyTorch only; DeepSpeed scales fp16 losses itself (its torch_autocast setting)."""
+    """scaler: used under PyTorch only; DeepSpeed scales fp16 losses itself (its fp16 setting, jobs._strategy)."""
     if is_deepspeed(model):
         return DeepSpeedStepper(model, rules, guard)
     return TorchStepper(model, optimizer, rules, guard, scaler)
