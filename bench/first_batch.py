@@ -43,7 +43,8 @@ def one_run() -> dict[str, float]:
     ray.get([c.__ray_ready__.remote() for c in consumers])
     start = time.time()
     store = DataStore.at(REPO / config.data.uri)
-    dataset = read_split(store, read_manifest(store), "train", ["rgb", "labels"], plan.data_task_cpus)
+    dataset = read_split(store, read_manifest(store), "train", ["rgb", "labels"], plan.data_task_cpus,
+                         plan.data_tasks_at_once)
     splits = dataset.streaming_split(plan.num_workers, equal=True)
     split = time.time()
     spans = ray.get([c.consume.remote(s) for c, s in zip(consumers, splits)])

@@ -32,8 +32,8 @@ COLUMNS = ["rgb", "labels"]
 BATCH = 32
 
 
-def ray_data(store: DataStore, manifest: dict) -> int:
-    dataset = read_split(store, manifest, "train", COLUMNS, task_cpus=1.0)
+def ray_data(store: DataStore, manifest: dict, cpus: int) -> int:
+    dataset = read_split(store, manifest, "train", COLUMNS, task_cpus=1.0, tasks_at_once=cpus)
     return sum(len(batch["rgb"]) for batch in dataset.iter_torch_batches(batch_size=BATCH))
 
 
@@ -98,12 +98,12 @@ def main() -> None:
     from jobs._trainer import quiet_ray_data
 
     quiet_ray_data()
-    first_pass = _timed(ray_data, *data_sets["npy"])
+    first_pass = _timed(ray_data, *data_sets["npy"], args.cpus)
     figures: dict[str, list[float]] = {}
     for repeat in range(args.repeats):
         for encoding, (store, manifest) in data_sets.items():
             paths = shard_paths(store, manifest, "train")
-            figures.setdefault(f"a: Ray Data, {encoding}", []).append(_timed(ray_data, store, manifest))
+            figures.setdefault(f"a: Ray Data, {encoding}", []).append(_timed(ray_data, store, manifest, args.cpus))
             figures.setdefault(f"b: DataLoader, {encoding}", []).append(_timed(dataloader, paths, args.cpus))
             figures.setdefault(f"c: one process, {encoding}", []).append(_timed(single_process, paths))
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)

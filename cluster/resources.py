@@ -33,6 +33,10 @@ class ResourcePlan:
         """CPUs asked for by each Ray Data read/decode task (a fraction where less than one is reserved)."""
         return min(1.0, self.data_cpus)
 
+    @property
+    def data_tasks_at_once(self) -> int:
+        return max(1, int(self.data_cpus / self.data_task_cpus + 1e-9))
+
     def resources_per_worker(self) -> dict[str, float]:
         resources = {"CPU": self.cpus_per_worker}
         if self.use_gpu:

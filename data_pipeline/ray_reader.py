@@ -7,6 +7,7 @@ decoding, so that a bad sample is named exactly (data_pipeline.validate), and th
 """
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Any
 
@@ -22,10 +23,12 @@ from data_pipeline.validate import SampleRules
 IMAGES = {"rgb": codec.decode_image, "labels": codec.decode_image, "depth": codec.decode_depth, "sparse_depth": codec.decode_depth}
 DECODERS = {**IMAGES, "intrinsics": lambda values: np.asarray(values, dtype=np.float32).reshape(3, 3)}
 _IDENTITY = ("path", "sample_id")
+TASK_BYTES = 16 * 2**20
 
 
 def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: list[str], task_cpus: float,
-               rules: SampleRules | None = None) -> ray.data.Dataset:
+               tasks_at_once: int, rules: SampleRules | None = None) -> ray.data.Dataset:
+    """tasks_at_once: how many read tasks the CPUs given to data run side by side."""
     unknown = sorted(set(columns) - set(DECODERS))
     if unknown:
         raise ValueError(f"no decoder for columns {unknown}; decodable columns: {sorted(DECODERS)}")
@@ -33,13 +36,26 @@ def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: 
     # that reserves a fraction of a CPU for data (concurrent sweep trials) would wait for it forever.
     ray.data.DataContext.get_current().use_datasource_v2 = False
     paths = shard_paths(store, manifest, split)
-    # One read task per shard, decoding the whole shard as one batch: Ray Data would otherwise split
-    # each shard into several blocks, which stops it fusing read and decode into one task and
-    # multiplies the tasks; bench.ingest measured that at a third of the fused pipeline's throughput.
+    # Whole shards per read task, each decoded as one batch: Ray Data would otherwise split each
+    # shard into several blocks, which stops it fusing read and decode into one task and multiplies
+    # the tasks; bench.ingest measured that at a third of the fused pipeline's throughput.
+    tasks = read_tasks(manifest["splits"][split]["shards"], tasks_at_once)
     dataset = ray.data.read_parquet(paths, filesystem=store.arrow_fs(), columns=[*columns, "sample_id"],
-                                    include_paths=True, num_cpus=task_cpus, override_num_blocks=len(paths))
+                                    include_paths=True, num_cpus=task_cpus, override_num_blocks=tasks)
     return dataset.map_batches(decode_images, fn_kwargs={"rules": rules}, batch_format="numpy", batch_size=None,
                                num_cpus=task_cpus)
+
+
+def read_tasks(shards: list[dict[str, Any]], tasks_at_once: int) -> int:
+    """How many tasks read these shards: small shards several to a task, about TASK_BYTES each.
+
+    A Ray Data task costs tens of milliseconds of scheduling and set-up on this kind of machine
+    beside its work, which bench.ingest showed dominating tasks of one small shard. Never fewer
+    tasks than twice as many as run at once, so every CPU given to data has work and the last ones
+    balance. A shard whose size the manifest does not give (written before it did) counts as a task.
+    """
+    total = sum(shard.get("bytes", TASK_BYTES) for shard in shards)
+    return min(len(shards), max(2 * tasks_at_once, math.ceil(total / TASK_BYTES)))
 
 
 def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None) -> dict[str, np.ndarray]:

@@ -68,7 +68,8 @@ class ShardWriter:
         pq.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA), buffer, compression="zstd")
         data = buffer.getvalue().to_pybytes()
         self.store.write_bytes(name, data)
-        self.shards.append({"path": name, "rows": len(self._pending), "sha256": hashlib.sha256(data).hexdigest()})
+        self.shards.append({"path": name, "rows": len(self._pending), "bytes": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest()})
         self._pending, self._pending_bytes = [], 0
 
 

@@ -37,7 +37,7 @@ def search_batch_size(config: ExperimentConfig, plan: ResourcePlan, data: tuple[
     written.parent.mkdir(parents=True, exist_ok=True)
     quiet_ray_data()
     # One real sample, repeated to each probed batch size: memory depends on shapes, not on contents.
-    sample = read_split(store, manifest, "train", task.columns, plan.data_task_cpus).take_batch(1, batch_format="numpy")
+    sample = read_split(store, manifest, "train", task.columns, plan.data_task_cpus, plan.data_tasks_at_once).take_batch(1, batch_format="numpy")
     trainer = TorchTrainer(
         train_loop_per_worker=find_batch_size_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,

@@ -1,4 +1,4 @@
-"""Ray Data reads a split with all the CPUs it was given from the start of every execution."""
+"""Ray Data reads a split with all the CPUs it was given from the start of every execution, small shards several to a task."""
 from __future__ import annotations
 
 import time
@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from data_pipeline.ray_reader import read_split
+from core.sample_key import SAMPLE_KEY
+from data_pipeline.ray_reader import TASK_BYTES, read_split, read_tasks
 from data_pipeline.storage import DataStore
 from data_pipeline.synthetic import generate
 from tests.conftest import TINY_DATA
@@ -26,7 +27,7 @@ def eight_shards(local_ray, tmp_path_factory):  # noqa: F811
 
 
 def _stamped_split(store, manifest):
-    return read_split(store, manifest, "train", ["rgb"], task_cpus=1.0).map_batches(
+    return read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2).map_batches(
         _stamped, batch_format="numpy", batch_size=None, num_cpus=1.0)
 
 
@@ -51,3 +52,22 @@ def test_a_fresh_execution_runs_its_read_tasks_side_by_side_from_the_first(eight
         stream = dataset if consumer == "driver" else dataset.streaming_split(1)[0]
         first, second = _first_two_tasks(stream.iter_batches(batch_size=None, batch_format="numpy"))
         assert second[0] < first[1], f"the second read task started {second[0] - first[1]:.2f} s after the first ended"
+
+
+def test_small_shards_are_read_several_to_a_task_but_every_cpu_gets_two(eight_shards):
+    store, manifest = eight_shards
+    shards = manifest["splits"]["train"]["shards"]
+    assert len(shards) == 8 and all(0 < shard["bytes"] < TASK_BYTES for shard in shards)
+    rows = list(read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2)
+                .iter_batches(batch_size=None, batch_format="numpy"))
+    assert len(rows) == 4, "2 tasks run at once, so 4 tasks of 2 shards each, one block each"
+    keys = np.concatenate([batch[SAMPLE_KEY] for batch in rows])
+    assert len(keys) == len(set(keys)) == manifest["splits"]["train"]["rows"]
+
+
+def test_read_tasks_follow_shard_sizes():
+    assert read_tasks([{"bytes": TASK_BYTES // 4}] * 16, tasks_at_once=1) == 4
+    assert read_tasks([{"bytes": TASK_BYTES // 4}] * 16, tasks_at_once=3) == 6
+    assert read_tasks([{"bytes": 2 * TASK_BYTES}] * 5, tasks_at_once=1) == 5
+    assert read_tasks([{"rows": 8}] * 5, tasks_at_once=1) == 5, "a shard of unknown size is a task of its own"
+    assert read_tasks([{"bytes": 10}], tasks_at_once=4) == 1
