@@ -36,8 +36,8 @@ def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: 
     # that reserves a fraction of a CPU for data (concurrent sweep trials) would wait for it forever.
     ray.data.DataContext.get_current().use_datasource_v2 = False
     paths = shard_paths(store, manifest, split)
-    # Whole shards per read task, each decoded as one batch: Ray Data would otherwise split each
-    # shard into several blocks, which stops it fusing read and decode into one task and multiplies
+    # Whole shards per read task, decoded as one batch: Ray Data would otherwise split each shard
+    # into several blocks, which stops it fusing read and decode into one task and multiplies
     # the tasks; bench.ingest measured that at a third of the fused pipeline's throughput.
     tasks = read_tasks(manifest["splits"][split]["shards"], tasks_at_once)
     dataset = ray.data.read_parquet(paths, filesystem=store.arrow_fs(), columns=[*columns, "sample_id"],
