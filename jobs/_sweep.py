@@ -137,12 +137,13 @@ def write_missing_summaries(rows: list[dict[str, Any]], sweep: SweepConfig, mani
     """summary.json, from its metrics and its row, for each trial's run that has none: Tune ends a trial as soon as
     its scheduler says stop (ASHA at max_t too, so its completed trials as well), before the run writes one, and
     jobs.report would list the run as still running or killed."""
-    task = build_task(sweep.base_config().task, manifest)
+    base = sweep.base_config()
+    task = build_task(base.task, manifest)
     for row in rows:
         folder = Path(row["run directory"]) if row["run directory"] else None
         if folder is None or (folder / runs.SUMMARY).exists():
             continue
-        summary = summarise(runs.read_metrics(folder), task.monitor, sweep.base_config().train.epochs, task.monitor_mode,
+        summary = summarise(runs.read_metrics(folder), task.monitor, base.train.epochs, task.monitor_mode,
                             status=row["status"], error=None, checkpoint=None, wall_time_s=row["wall time (s)"],
                             run_dir=str(folder))
         runs.write_json(folder / runs.SUMMARY, summary)
