@@ -29,9 +29,19 @@ def wrap(module: nn.Module, config: ExperimentConfig) -> tuple[nn.Module, torch.
         return ray.train.torch.prepare_model(module), optimizer  # wrapped again each stage: DDP takes what trains now
     import deepspeed
 
+    if config.train.precision == "fp16" and not deepspeed_runs_fp16():
+        raise ValueError("train.precision=fp16 with scaling.strategy=deepspeed: DeepSpeed has no fp16 on this worker's device "
+                         "(a CPU needs AVX512-FP16 or AMX-FP16); use train.precision=bf16 here, or fp16 on GPUs")
     engine, _, _, _ = deepspeed.initialize(model=module.to(ray.train.torch.get_device()), optimizer=optimizer,
                                            config=deepspeed_config(config), dist_init_required=False)
     return engine, optimizer
+
+
+def deepspeed_runs_fp16() -> bool:
+    """Whether DeepSpeed's accelerator here (CUDA, or the CPU by its instruction set) takes fp16."""
+    from deepspeed.accelerator import get_accelerator
+
+    return torch.float16 in get_accelerator().supported_dtypes()
 
 
 def deepspeed_config(config: ExperimentConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from core.config import ExperimentConfig
 from core.engine import StepRules, train_epoch
 from core.optim import build_optimizer
+from jobs._strategy import deepspeed_config, deepspeed_runs_fp16, wrap
 from tests.core import spawned_ranks
 from tests.core.tiny_task import TinyRegression, tiny_batches
 from tests.ray_head import free_port
@@ -22,8 +23,6 @@ CONFIG = {"train": {"batch_size": 4, "optimizer": {"lr": 0.01, "weight_decay": 0
 
 def _engine(zero_stage: int, precision: str = "fp32"):
     import deepspeed
-
-    from jobs._strategy import deepspeed_config
 
     torch.manual_seed(0)
     model = TinyRegression().build_model()
@@ -92,6 +91,7 @@ def _fp16_worker(rank: int, port: int, out: str):
     spawned_ranks.leave()
 
 
+@pytest.mark.skipif(not deepspeed_runs_fp16(), reason="DeepSpeed has no fp16 on this CPU (no AVX512-FP16 or AMX-FP16)")
 def test_zero2_in_fp16_learns_under_deepspeeds_own_loss_scale():
     with tempfile.TemporaryDirectory() as out:
         mp.spawn(_fp16_worker, args=(free_port(), out), nprocs=2)
@@ -100,3 +100,10 @@ def test_zero2_in_fp16_learns_under_deepspeeds_own_loss_scale():
         assert rank["dtype"] == torch.float16  # DeepSpeed's fp16: the model itself, inputs cast at its forward
         first, last = rank["losses"][:8], rank["losses"][-8:]  # the same 8 batches, first and fourth time
         assert sum(last) < 0.6 * sum(first)
+
+
+@pytest.mark.skipif(deepspeed_runs_fp16(), reason="this CPU has fp16, so DeepSpeed takes it")
+def test_deepspeed_fp16_where_the_cpu_has_none_is_refused_naming_the_setting_and_what_works():
+    config = ExperimentConfig.model_validate({"train": {"precision": "fp16"}, "scaling": {"strategy": "deepspeed"}})
+    with pytest.raises(ValueError, match="train.precision=fp16 with scaling.strategy=deepspeed.*use train.precision=bf16"):
+        wrap(TinyRegression().build_model(), config)
