@@ -16,13 +16,14 @@ import ray.data
 
 from core.sample_key import SAMPLE_KEY
 from data_pipeline import codec, ray_data_start  # noqa: F401  (see its docstring)
+from data_pipeline.shard_datasource import PATH, ShardDatasource
 from data_pipeline.shards import shard_paths
 from data_pipeline.storage import DataStore
 from data_pipeline.validate import SampleRules
 
 IMAGES = {"rgb": codec.decode_image, "labels": codec.decode_image, "depth": codec.decode_depth, "sparse_depth": codec.decode_depth}
 DECODERS = {**IMAGES, "intrinsics": lambda values: np.asarray(values, dtype=np.float32).reshape(3, 3)}
-_IDENTITY = ("path", "sample_id")
+_IDENTITY = (PATH, "sample_id")
 TASK_BYTES = 16 * 2**20
 
 
@@ -32,16 +33,13 @@ def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: 
     unknown = sorted(set(columns) - set(DECODERS))
     if unknown:
         raise ValueError(f"no decoder for columns {unknown}; decodable columns: {sorted(DECODERS)}")
-    # Ray Data's V2 file reader lists files in tasks of one whole CPU, whatever num_cpus says; a plan
-    # that reserves a fraction of a CPU for data (concurrent sweep trials) would wait for it forever.
-    ray.data.DataContext.get_current().use_datasource_v2 = False
     paths = shard_paths(store, manifest, split)
+    shards = manifest["splits"][split]["shards"]
     # Whole shards per read task, decoded as one batch: Ray Data would otherwise split each shard
     # into several blocks, which stops it fusing read and decode into one task and multiplies
     # the tasks; bench.ingest measured that at a third of the fused pipeline's throughput.
-    tasks = read_tasks(manifest["splits"][split]["shards"], tasks_at_once)
-    dataset = ray.data.read_parquet(paths, filesystem=store.arrow_fs(), columns=[*columns, "sample_id"],
-                                    include_paths=True, num_cpus=task_cpus, override_num_blocks=tasks)
+    source = ShardDatasource(store.arrow_fs(), paths, shards, [*columns, "sample_id"])
+    dataset = ray.data.read_datasource(source, num_cpus=task_cpus, override_num_blocks=read_tasks(shards, tasks_at_once))
     return dataset.map_batches(decode_images, fn_kwargs={"rules": rules}, batch_format="numpy", batch_size=None,
                                num_cpus=task_cpus)
 
@@ -60,7 +58,7 @@ def read_tasks(shards: list[dict[str, Any]], tasks_at_once: int) -> int:
 
 def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None) -> dict[str, np.ndarray]:
     """Decoded image columns; with rules, bad samples raise or are left out (see SampleRules.reject)."""
-    paths, ids = batch.get("path"), batch.get("sample_id")
+    paths, ids = batch.get(PATH), batch.get("sample_id")
     images = {name: values for name, values in batch.items() if name not in _IDENTITY}
     at_once = {name: codec.decode_column(values, depth=name in codec.DEPTH_COLUMNS)
                for name, values in images.items() if name in IMAGES}

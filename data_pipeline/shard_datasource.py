@@ -1,0 +1,57 @@
+"""A Ray Data datasource over a split's shards as the manifest lists them, planned without reading a file.
+
+ray.data.read_parquet plans a data set by reading files in Ray tasks (their footers, and a sample
+of rows to estimate the in-memory size); in a fresh Ray instance the quickstart's two splits
+spent 0.9 s of its start waiting on those tasks. The manifest already holds every shard's rows
+and encoded size, and the driver has checked every footer against it (data_pipeline.validate), so
+here planning is arithmetic and the files are opened once, by the task that reads them.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs
+import pyarrow.parquet as pq
+from ray.data import Datasource, ReadTask
+from ray.data.block import BlockMetadata
+
+PATH = "path"  # the column naming each row's shard, as read_parquet's include_paths does
+
+
+class ShardDatasource(Datasource):
+    def __init__(self, filesystem: pyarrow.fs.FileSystem, paths: list[str], shards: list[dict[str, Any]], columns: list[str]):
+        """paths: the shards as the filesystem names them, in the manifest's order; shards: their manifest entries."""
+        super().__init__()
+        self._filesystem, self._paths, self._shards, self._columns = filesystem, paths, shards, columns
+
+    def get_name(self) -> str:
+        return "Shards"
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        sizes = [shard.get("bytes") for shard in self._shards]
+        return None if None in sizes else sum(sizes)
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
+        """Consecutive shards in parallelism groups, one read task each: the stream keeps the manifest's order."""
+        groups = np.array_split(np.arange(len(self._paths)), min(parallelism, len(self._paths)))
+        return [self._task([int(i) for i in group], per_task_row_limit) for group in groups]
+
+    def _task(self, indices: list[int], per_task_row_limit: int | None) -> ReadTask:
+        paths = [self._paths[i] for i in indices]
+        sizes = [self._shards[i].get("bytes") for i in indices]
+        metadata = BlockMetadata(num_rows=sum(self._shards[i]["rows"] for i in indices),
+                                 size_bytes=None if None in sizes else sum(sizes), input_files=paths, exec_stats=None)
+        read = functools.partial(read_shards, self._filesystem, paths, self._columns)
+        return ReadTask(read, metadata, per_task_row_limit=per_task_row_limit)
+
+
+def read_shards(filesystem: pyarrow.fs.FileSystem, paths: list[str], columns: list[str]) -> Iterator[pa.Table]:
+    """The shards' columns, and each row's shard path, as one block: decoded later as one batch."""
+    tables = []
+    for path in paths:
+        table = pq.read_table(path, columns=columns, filesystem=filesystem)
+        tables.append(table.append_column(PATH, pa.array([path] * table.num_rows, pa.string())))
+    yield pa.concat_tables(tables)
