@@ -78,10 +78,17 @@ def build_tuner(sweep: SweepConfig, sweep_dir: Path, store: DataStore, manifest:
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
                                     max_concurrent_trials=sweep.max_concurrent, scheduler=_scheduler(sweep)),
-        run_config=tune.RunConfig(name=TUNE_FOLDER, storage_path=str(sweep_dir),
+        run_config=tune.RunConfig(name=TUNE_FOLDER, storage_path=str(sweep_dir), stop=_stop(sweep),
                                   # PBT copies a donor's latest checkpoint, which must outlive the donor's next epochs.
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if sweep.scheduler.name == "pbt" else 2)),
     )
+
+
+def _stop(sweep: SweepConfig) -> dict[str, int] | None:
+    """PBT ends each trial at its last epoch's report, before its scheduler sees it: otherwise a trial
+    could be copied into another at the very end, and the copy, with nothing left to train, would
+    leave Tune's record of that trial empty."""
+    return {"epoch": sweep.base_config().train.epochs} if sweep.scheduler.name == "pbt" else None
 
 
 def _scheduler(sweep: SweepConfig):
