@@ -5,12 +5,15 @@ checkpoint each epoch, with the run's Progress; every rank reports, as Ray Train
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import tempfile
+import threading
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import ray.train
@@ -45,10 +48,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     _check_cluster(ResourcePlan(**loop_config["plan"]))
     _seed(config.seed + context.get_world_rank())
 
-    module = build_task(config.task, loop_config["manifest"]).build_model()
-    progress, saved_optimizer = _restore(module, loop_config, config)
     stages = plan_stages(config)
+    point = _restore_point(loop_config, config)
+    progress = point.progress if point else Progress()
     run = _Run(loop_config, context.get_world_rank(), context.get_world_size())
+    if progress.stage < len(stages):
+        run.early = _EarlyBatches(_train_batches(stages[progress.stage].config, progress.epoch + 1, run), progress.epoch + 1)
+    module = build_task(config.task, loop_config["manifest"]).build_model()
+    saved_optimizer = _restore(module, point, config)
     run.startup = {"worker_entered": entered, "model_built": startup.mark()}
     while progress.stage < len(stages):
         stage = stages[progress.stage]
@@ -76,6 +83,36 @@ class _Run:
         self.dashboard = DashboardMetrics(loop_config["run_name"], rank)
         self.train_data = ray.train.get_dataset_shard("train")
         self.val_data = ray.train.get_dataset_shard("val")
+        self.early: _EarlyBatches | None = None  # the first epoch's batches, started before the model was built
+
+
+class _EarlyBatches:
+    """An epoch's training batches, their first one pulled in a thread from the start.
+
+    Ray Data's execution begins with the first request for a batch: its read tasks start and its
+    first blocks decode while this worker imports the model code and builds the model, instead of after.
+    """
+
+    def __init__(self, batches: Iterable, epoch: int):
+        self.epoch, self._batches = epoch, iter(batches)
+        self._first: list = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._pull, name="first-batch", daemon=True)
+        self._thread.start()
+
+    def _pull(self) -> None:
+        try:
+            self._first.append(next(self._batches))
+        except StopIteration:
+            pass
+        except BaseException as err:  # raised where the batches are taken, as iterating would have
+            self._error = err
+
+    def batches(self) -> Iterator:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return itertools.chain(self._first, self._batches)
 
 
 def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_optimizer: dict | None, run: _Run) -> dict:
@@ -130,21 +167,27 @@ def _run_stage(stage: Stage, module: torch.nn.Module, progress: Progress, saved_
 
 def _train_and_evaluate(model, optimizer, task, config: ExperimentConfig, epoch: int, rules: StepRules, guard: NumericsGuard,
                         scaler: torch.amp.GradScaler, run: _Run) -> tuple[EpochStats, Evaluation]:
-    augment, batch_size = config.data.augment, config.train.batch_size
-    collate = _Augmenting(augment, config.seed, epoch, run.manifest["ignore_index"]) if augment else None
-    batches = run.train_data.iter_torch_batches(
-        batch_size=batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
-        local_shuffle_seed=config.seed * 100_003 + epoch * 101 + run.rank, collate_fn=collate,
-    )
+    early, run.early = run.early, None
+    batches = early.batches() if early is not None and early.epoch == epoch else _train_batches(config, epoch, run)
+
     def on_step(timing):
         if run.startup and "first_step" not in run.startup:  # this worker session's first step; emptied once reported
             run.startup["first_step"] = startup.mark()
         run.dashboard.on_step(timing, optimizer.param_groups[0]["lr"])
 
     stats = train_epoch(model, optimizer, batches, task, run.device, rules=rules, guard=guard, scaler=scaler, on_step=on_step)
-    result = evaluate(model, run.val_data.iter_torch_batches(batch_size=batch_size), task, run.device,
+    result = evaluate(model, run.val_data.iter_torch_batches(batch_size=config.train.batch_size), task, run.device,
                       num_previews=config.train.log_images if run.rank == 0 else 0)
     return stats, result
+
+
+def _train_batches(config: ExperimentConfig, epoch: int, run: _Run) -> Iterable[dict[str, torch.Tensor]]:
+    augment = config.data.augment
+    collate = _Augmenting(augment, config.seed, epoch, run.manifest["ignore_index"]) if augment else None
+    return run.train_data.iter_torch_batches(
+        batch_size=config.train.batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
+        local_shuffle_seed=config.seed * 100_003 + epoch * 101 + run.rank, collate_fn=collate,
+    )
 
 
 def _record(epoch: int, stage: Stage, progress: Progress, task, stats: EpochStats, result: Evaluation, learning_rate: float,
@@ -175,8 +218,15 @@ def _stage_event(first: bool, ended: str | None) -> str | None:
     return ", ".join(events) or None
 
 
-def _restore(module: torch.nn.Module, loop_config: dict[str, Any], config: ExperimentConfig) -> tuple[Progress, dict | Path | None]:
-    """(where the run stands, the optimizer state to go on with: a state dict, or under DeepSpeed the checkpoint folder).
+@dataclass
+class _RestorePoint:
+    state: dict[str, Any]  # checkpoint.read's
+    folder: Path
+    progress: Progress
+
+
+def _restore_point(loop_config: dict[str, Any], config: ExperimentConfig) -> _RestorePoint | None:
+    """The checkpoint this worker goes on from, read; None for a run that starts afresh.
 
     Ray Train hands back the run's latest checkpoint after a failure and when `jobs.train --resume`
     starts the run again (loop_config["resumes"] tells them apart). A new run may instead start
@@ -184,21 +234,29 @@ def _restore(module: torch.nn.Module, loop_config: dict[str, Any], config: Exper
     """
     saved, init = ray.train.get_checkpoint(), loop_config.get("init_checkpoint")
     if saved is None and init is None:
-        return Progress(), None
+        return None
     deepspeed = config.scaling.strategy == "deepspeed"
     # DeepSpeed reads its shards once its engine exists, so under it the folder must outlive this function.
     with nullcontext(init["path"]) if saved is None else nullcontext(saved.to_directory()) if deepspeed \
             else saved.as_directory() as local:
         folder = Path(local)
         state = checkpoint.read(folder)
-    checkpoint.load_weights(module, state["model"], folder)
     progress = Progress.from_state(state["train_state"])
     if saved is not None and loop_config.get("resumes", 0) > progress.resumes:
         progress.resumes = loop_config["resumes"]
     elif saved is not None:
         progress.restarts += 1
-    progress.restore_rng()
-    return progress, folder if config.scaling.strategy == "deepspeed" else state["optimizer"]
+    return _RestorePoint(state, folder, progress)
+
+
+def _restore(module: torch.nn.Module, point: _RestorePoint | None, config: ExperimentConfig) -> dict | Path | None:
+    """The saved weights into module, the random state as it was saved; returns the optimizer state to
+    go on with: a state dict, or under DeepSpeed the checkpoint folder."""
+    if point is None:
+        return None
+    checkpoint.load_weights(module, point.state["model"], point.folder)
+    point.progress.restore_rng()
+    return point.folder if config.scaling.strategy == "deepspeed" else point.state["optimizer"]
 
 
 def _report(metrics: dict[str, Any], run: _Run, model, optimizer, progress: Progress, result: Evaluation) -> None:
