@@ -6,6 +6,7 @@ workers, half a CPU each); the marks are those of core.startup, up to the worker
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,9 @@ def _enter(config: dict) -> None:
 
 def main(out: Path) -> None:
     MARKS["imports_done"] = time.time()
-    ray.init(address="local")  # like jobs.train: never joins a Ray head already running on the machine
+    # Started as jobs.train starts the quickstart's (cluster.connect), so that the Ray start is the same in both.
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+             _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": str(Path.cwd())}})
     MARKS["ray_connected"] = time.time()
     entered = out / "entered"
     trainer = TorchTrainer(_enter, train_loop_config={"entered": str(entered)},
