@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny synthetic data set, made once per session, and a tiny config."""
 from __future__ import annotations
 
+import faulthandler
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,13 @@ import pytest
 from core.config import SyntheticConfig
 
 TINY_DATA = SyntheticConfig(num_train=16, num_val=8, image_size=32, views_per_scene=4, seed=7, rows_per_shard=8)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """pytest's own faulthandler stops here; a crash while the interpreter exits (Ray's, gRPC's and
+    OpenMP's native threads outlive the tests) must still print every thread's stack."""
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
 
 
 def tiny_overrides(data_uri: Path, output_root: Path) -> list[str]:
