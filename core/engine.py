@@ -126,7 +126,6 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
     start = time.perf_counter()
     timer = _WaitTimer(batches)
     step_start, waited_before, samples_before = start, 0.0, 0
-    optimizer.zero_grad(set_to_none=True)
     for batch, is_last in _flag_last(timer):
         inputs, targets = task.split_batch(batch, device)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
@@ -149,6 +148,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
             step_start, waited_before, samples_before = now, timer.waited, samples
     if steps == 0:
         raise RuntimeError("this worker received no training batch: the train split has fewer rows than workers")
+    optimizer.zero_grad(set_to_none=True)  # evaluation and checkpoints need no gradients: their memory is free again
     averaged = _mean_over_workers({name: value / micro for name, value in totals.items()})
     return EpochStats(averaged, steps, samples, time.perf_counter() - start, timer.waited)
 

@@ -52,6 +52,18 @@ def test_a_short_last_accumulation_group_still_ends_in_a_step():
     assert stats.steps == 3 and stats.samples == 20
 
 
+def test_gradients_left_before_an_epoch_do_not_reach_its_first_step_and_none_outlive_it():
+    clean, _, _ = _trained(tiny_batches(4, 8), StepRules(grad_accumulation=2))
+    torch.manual_seed(0)
+    task = TinyRegression()
+    model = task.build_model()
+    optimizer = build_optimizer(OptimizerConfig(name="sgd", lr=0.05, momentum=0.0, weight_decay=0.0), model.parameters())
+    sum(p.sum() for p in model.parameters()).mul(1e3).backward()  # stale gradients, e.g. from a probe before training
+    train_epoch(model, optimizer, tiny_batches(4, 8), task, CPU, rules=StepRules(grad_accumulation=2))
+    assert _same_weights(clean, model)
+    assert all(p.grad is None for p in model.parameters())  # evaluation after the epoch holds no gradient memory
+
+
 def test_gradient_clipping_bounds_the_update():
     batches = tiny_batches(1, 8)
     torch.manual_seed(0)
