@@ -6,9 +6,10 @@ on the same pre-decoded batches through
   (b) the project's engine without Ray (core.engine.train_epoch: the task splits, normalises and
       weighs the losses; the step loop times data waits),
   (c) Ray Train with one worker running the same engine (prepare_model, ray.train.report per pass).
-Each pass times --steps steps after --warmup untimed ones, with the same torch threads everywhere,
-and counts the CPU time every other process on the machine used meanwhile (Ray's own processes
-during (c)), as a share of the machine's CPUs.
+Each pass times --steps steps after --warmup untimed ones, with the same torch threads everywhere;
+it also counts the CPU time every other process on the machine used meanwhile (Ray's own processes
+during (c)), as a share of the machine's CPUs, and the minor page faults of its own process per
+step (memory the step had to take fresh from the kernel).
 The variants take turns, c in a Ray instance started for its pass and shut down after it, and each
 turn starts one variant later (abc, bca, cab, ...), so that a noisy neighbour, a slow drift of the
 machine or the heat of starting Ray hurts all three alike, and a and b run without Ray beside them. The table shows medians over --repeats turns and the ratios
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -65,13 +67,16 @@ def _cpu_seconds_by_process() -> dict[int, float]:
     return seconds
 
 
-def used_elsewhere(timed) -> tuple[float, float]:
-    """(what timed() returns, the share of the machine's CPUs that other processes used while it ran)."""
+def timed_pass(timed, steps: int) -> dict[str, float]:
+    """timed() runs the steps and returns samples/s; with it, what the rest of the machine and the page tables did."""
     before, start = _cpu_seconds_by_process(), time.perf_counter()
-    result = timed()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    samples_per_s = timed()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     wall, after = time.perf_counter() - start, _cpu_seconds_by_process()
     others = sum(seconds - before[pid] for pid, seconds in after.items() if pid in before and pid != os.getpid())
-    return result, others / (wall * psutil.cpu_count())
+    return {"samples_per_s": samples_per_s, "cpu_elsewhere": others / (wall * psutil.cpu_count()),
+            "page_faults_per_step": faults / steps}
 
 
 def plain_loop(task, batches, model, optimizer, steps: int) -> float:
@@ -101,13 +106,13 @@ def _ray_worker(loop_config: dict) -> None:
     task, batches, model, optimizer = _setup(loop_config["threads"])
     model = ray.train.torch.prepare_model(model)
     engine_loop(task, batches, model, optimizer, loop_config["warmup"])
-    figures = used_elsewhere(lambda: engine_loop(task, batches, model, optimizer, loop_config["steps"]))
+    figures = timed_pass(lambda: engine_loop(task, batches, model, optimizer, loop_config["steps"]), loop_config["steps"])
     # Train V2 keeps the metrics of reports with a checkpoint only; the bench runs on one node, so a file does.
     Path(loop_config["out"]).write_text(json.dumps(figures))
-    ray.train.report({"samples_per_s": figures[0]})
+    ray.train.report({"samples_per_s": figures["samples_per_s"]})
 
 
-def ray_train(args: argparse.Namespace) -> tuple[float, float]:
+def ray_train(args: argparse.Namespace) -> dict[str, float]:
     """One timed pass (after --warmup steps) of a one-worker Ray Train run in a fresh Ray instance."""
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -136,32 +141,33 @@ def main() -> None:
     args = parser.parse_args()
     task, batches, model, optimizer = _setup(args.threads)
     engine_loop(task, batches, model, optimizer, args.warmup)
-    variants = {"a: plain loop": lambda: used_elsewhere(lambda: plain_loop(task, batches, model, optimizer, args.steps)),
-                "b: engine, no Ray": lambda: used_elsewhere(lambda: engine_loop(task, batches, model, optimizer, args.steps)),
+    variants = {"a: plain loop": lambda: timed_pass(lambda: plain_loop(task, batches, model, optimizer, args.steps), args.steps),
+                "b: engine, no Ray": lambda: timed_pass(lambda: engine_loop(task, batches, model, optimizer, args.steps), args.steps),
                 "c: Ray Train, 1 worker": lambda: ray_train(args)}
     names = list(variants)
-    figures: dict[str, list[float]] = {name: [] for name in names}
-    elsewhere: dict[str, list[float]] = {name: [] for name in names}
+    passes: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for turn in range(args.repeats):
         for name in names[turn % 3:] + names[:turn % 3]:
-            samples_per_s, share = variants[name]()
-            figures[name].append(samples_per_s)
-            elsewhere[name].append(share)
+            passes[name].append(variants[name]())
         print(f"turn {turn + 1}/{args.repeats} done", flush=True)
-    medians = {name: statistics.median(values) for name, values in figures.items()}
-    elsewhere_medians = {name: statistics.median(values) for name, values in elsewhere.items()}
-    ratios = {"b/a": medians["b: engine, no Ray"] / medians["a: plain loop"],
-              "c/a": medians["c: Ray Train, 1 worker"] / medians["a: plain loop"]}
-    print(f"\nquickstart model, batches of {len(batches[0]['rgb'])}, {args.steps} steps per pass after {args.warmup} warm-up, "
+    medians = {name: {figure: statistics.median(p[figure] for p in runs) for figure in runs[0]} for name, runs in passes.items()}
+    ratios = {"b/a": medians["b: engine, no Ray"]["samples_per_s"] / medians["a: plain loop"]["samples_per_s"],
+              "c/a": medians["c: Ray Train, 1 worker"]["samples_per_s"] / medians["a: plain loop"]["samples_per_s"]}
+    _print(args, len(batches[0]["rgb"]), passes, medians, ratios)
+    _results.write("overhead", {"settings": vars(args), "runs": passes, "medians": medians, "ratios": ratios})
+
+
+def _print(args: argparse.Namespace, batch: int, passes: dict, medians: dict, ratios: dict) -> None:
+    print(f"\nquickstart model, batches of {batch}, {args.steps} steps per pass after {args.warmup} warm-up, "
           f"{args.threads} torch threads, median of {args.repeats}")
-    print(f"{'loop':<26}{'samples/s':>12}{'CPU elsewhere':>15}   passes")
-    for name, values in figures.items():
-        print(f"{name:<26}{medians[name]:>12.1f}{elsewhere_medians[name]:>14.1%}   {', '.join(f'{v:.1f}' for v in values)}")
+    print(f"{'loop':<26}{'samples/s':>12}{'CPU elsewhere':>15}{'faults/step':>13}   samples/s per pass")
+    for name, runs in passes.items():
+        m, each = medians[name], ", ".join(f"{p['samples_per_s']:.1f}" for p in runs)
+        print(f"{name:<26}{m['samples_per_s']:>12.1f}{m['cpu_elsewhere']:>14.1%}{m['page_faults_per_step']:>13.0f}   {each}")
     for name, value in ratios.items():
         print(f"{name:<26}{value:>12.3f}")
-    print("CPU elsewhere: the share of the machine's CPUs that other processes used during the timed steps")
-    _results.write("overhead", {"settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios,
-                                "cpu_share_elsewhere": {"runs": elsewhere, "medians": elsewhere_medians}})
+    print("CPU elsewhere: the share of the machine's CPUs other processes used during the timed steps;\n"
+          "faults/step: minor page faults of the pass's own process per step")
 
 
 if __name__ == "__main__":
