@@ -7,7 +7,9 @@ decoding, so that a bad sample is named exactly (data_pipeline.validate), and th
 """
 from __future__ import annotations
 
+import functools
 import math
+import statistics
 import zlib
 from typing import Any
 
@@ -23,8 +25,11 @@ from data_pipeline.validate import SampleRules
 
 IMAGES = {"rgb": codec.decode_image, "labels": codec.decode_image, "depth": codec.decode_depth, "sparse_depth": codec.decode_depth}
 DECODERS = {**IMAGES, "intrinsics": lambda values: np.asarray(values, dtype=np.float32).reshape(3, 3)}
+# Each decoded column's shape after (height, width), and its type; intrinsics are one 3x3 matrix.
+DECODED = {"rgb": ((3,), np.uint8), "labels": ((), np.uint8), "depth": ((), np.float32), "sparse_depth": ((), np.float32)}
 _IDENTITY = (PATH, "sample_id")
-TASK_BYTES = 16 * 2**20
+SAMPLE_KEY_BYTES = np.dtype(np.int64).itemsize
+TASK_BYTES = 256 * 2**20
 
 
 def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: list[str], task_cpus: float,
@@ -35,25 +40,36 @@ def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: 
         raise ValueError(f"no decoder for columns {unknown}; decodable columns: {sorted(DECODERS)}")
     paths = shard_paths(store, manifest, split)
     shards = manifest["splits"][split]["shards"]
-    # Whole shards per read task, decoded as one batch: Ray Data would otherwise split each shard
-    # into several blocks, which stops it fusing read and decode into one task and multiplies
-    # the tasks; bench.ingest measured that at a third of the fused pipeline's throughput.
-    source = ShardDatasource(store.arrow_fs(), paths, shards, [*columns, "sample_id"])
+    source = ShardDatasource(store.arrow_fs(), paths, shards, [*columns, "sample_id"],
+                             functools.partial(decode_images, rules=rules))
     dataset = ray.data.read_datasource(source, num_cpus=task_cpus, override_num_blocks=read_tasks(shards, tasks_at_once))
-    return dataset.map_batches(decode_images, fn_kwargs={"rules": rules}, batch_format="numpy", batch_size=None,
-                               num_cpus=task_cpus)
+    dataset.context.target_max_block_size = shard_block_bytes(shards, columns, tuple(manifest["image_size"]))
+    return dataset
 
 
 def read_tasks(shards: list[dict[str, Any]], tasks_at_once: int) -> int:
-    """How many tasks read these shards: small shards several to a task, about TASK_BYTES each.
+    """How many tasks read these shards: whole rounds of tasks_at_once tasks, of about TASK_BYTES each.
 
-    A Ray Data task costs tens of milliseconds of scheduling and set-up on this kind of machine
-    beside its work, which bench.ingest showed dominating tasks of one small shard. Never fewer
-    tasks than twice as many as run at once, so every CPU given to data has work and the last ones
-    balance. A shard whose size the manifest does not give (written before it did) counts as a task.
+    Ray Data's scheduler notices a finished task only when every running task has output ready or a
+    tenth of a second has passed, so each task ended can leave a CPU idle for that long: bench.ingest
+    measured passes of one-shard tasks at a third of a DataLoader's speed. Tasks stream a block per
+    shard, so a long task delays neither the first batch nor memory; TASK_BYTES bounds what a retry
+    redoes and what preserve_order holds back. A shard whose size the manifest does not give
+    (written before it did) counts as a task.
     """
     total = sum(shard.get("bytes", TASK_BYTES) for shard in shards)
-    return min(len(shards), max(2 * tasks_at_once, math.ceil(total / TASK_BYTES)))
+    return min(len(shards), tasks_at_once * math.ceil(total / (tasks_at_once * TASK_BYTES)))
+
+
+def shard_block_bytes(shards: list[dict[str, Any]], columns: list[str], image_size: tuple[int, int]) -> int:
+    """The block size at which Ray Data hands on a typical decoded shard as one block.
+
+    Ray Data gathers a task's output until it exceeds this size, and slices a block of 1.5 times
+    it; a shard of the median row count, decoded, falls midway between the two.
+    """
+    row_bytes = SAMPLE_KEY_BYTES + sum(math.prod(_decoded_shape(name, image_size)) * np.dtype(_decoded_type(name)).itemsize
+                                       for name in columns)
+    return int(statistics.median(shard["rows"] for shard in shards) * row_bytes / math.sqrt(1.5))
 
 
 def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None) -> dict[str, np.ndarray]:
@@ -89,8 +105,12 @@ def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None
 
 def _empty(name: str, rules: SampleRules) -> np.ndarray:
     """A column with no rows (every sample of the batch was skipped), shaped like a full one."""
-    if name == "intrinsics":
-        return np.empty((0, 3, 3), dtype=np.float32)
-    height, width = rules.image_size
-    shape = (0, height, width, 3) if name == "rgb" else (0, height, width)
-    return np.empty(shape, dtype=np.uint8 if name in ("rgb", "labels") else np.float32)
+    return np.empty((0, *_decoded_shape(name, rules.image_size)), dtype=_decoded_type(name))
+
+
+def _decoded_shape(name: str, image_size: tuple[int, int]) -> tuple[int, ...]:
+    return (3, 3) if name == "intrinsics" else (*image_size, *DECODED[name][0])
+
+
+def _decoded_type(name: str) -> type:
+    return np.float32 if name == "intrinsics" else DECODED[name][1]

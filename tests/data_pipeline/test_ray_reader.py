@@ -1,27 +1,29 @@
-"""Ray Data reads a split with all the CPUs it was given from the start of every execution, small shards several to a task."""
+"""Ray Data reads a split with all the CPUs it was given from the start of every execution, in long tasks that stream a block per shard."""
 from __future__ import annotations
 
+import math
+import os
 import time
 
 import numpy as np
 import pytest
 
 from core.sample_key import SAMPLE_KEY
-from data_pipeline.ray_reader import TASK_BYTES, read_split, read_tasks
+from data_pipeline.ray_reader import TASK_BYTES, read_split, read_tasks, shard_block_bytes
 from data_pipeline.storage import DataStore
 from data_pipeline.synthetic import generate
 from tests.conftest import TINY_DATA
 from tests.ray_fixtures import local_ray  # noqa: F401
 
-TASK_S = 0.3
+BLOCK_S = 0.15  # four blocks to a task: 0.6 s, shorter than the 1 s Ray Data waits without ray_data_start
 
 
 @pytest.fixture(scope="module")
 def eight_shards(local_ray, tmp_path_factory):  # noqa: F811
     store = DataStore.at(tmp_path_factory.mktemp("data") / "eight_shards")
     manifest = generate(store, TINY_DATA.model_copy(update={"rows_per_shard": 2}))
-    # Ray starts its worker processes on the first read; starting them is not what is tested. Tasks
-    # this slow overlap within a second even with the refresh at Ray's 1 s, so both processes start.
+    # Ray starts its worker processes on the first read; starting them is not what is tested. Two
+    # tasks this slow overlap even with the refresh at Ray's 1 s, so both processes start.
     _stamped_split(store, manifest).materialize()
     return store, manifest
 
@@ -32,16 +34,21 @@ def _stamped_split(store, manifest):
 
 
 def _stamped(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Runs fused into the read task: when that task's work started and ended."""
+    """Runs fused into the read task, once per block: which process did the block's work, and when."""
     start = time.time()
-    time.sleep(TASK_S)
+    time.sleep(BLOCK_S)
     rows = len(batch["rgb"])
-    return {"start": np.full(rows, start), "end": np.full(rows, time.time())}
+    return {"pid": np.full(rows, os.getpid()), "start": np.full(rows, start), "end": np.full(rows, time.time())}
 
 
-def _first_two_tasks(batches) -> list[tuple[float, float]]:
-    spans = {(float(batch["start"][0]), float(batch["end"][0])) for batch in batches}
-    return sorted(spans)[:2]
+def _two_tasks(batches) -> list[tuple[float, float]]:
+    """When each of the two tasks started and ended: one process runs one task at a time."""
+    spans: dict[int, list[float]] = {}
+    for batch in batches:
+        span = spans.setdefault(int(batch["pid"][0]), [math.inf, -math.inf])
+        span[0], span[1] = min(span[0], float(batch["start"].min())), max(span[1], float(batch["end"].max()))
+    assert len(spans) == 2, f"{len(spans)} process(es) ran the two tasks: one means one task after the other"
+    return sorted(tuple(span) for span in spans.values())
 
 
 @pytest.mark.parametrize("consumer", ["driver", "split coordinator"])
@@ -50,24 +57,33 @@ def test_a_fresh_execution_runs_its_read_tasks_side_by_side_from_the_first(eight
     for _ in range(2):  # every epoch is a new execution
         dataset = _stamped_split(store, manifest)
         stream = dataset if consumer == "driver" else dataset.streaming_split(1)[0]
-        first, second = _first_two_tasks(stream.iter_batches(batch_size=None, batch_format="numpy"))
+        first, second = _two_tasks(stream.iter_batches(batch_size=None, batch_format="numpy"))
         assert second[0] < first[1], f"the second read task started {second[0] - first[1]:.2f} s after the first ended"
 
 
-def test_small_shards_are_read_several_to_a_task_but_every_cpu_gets_two(eight_shards):
+def test_each_shard_reaches_the_consumer_as_a_block_of_its_own(eight_shards):
     store, manifest = eight_shards
     shards = manifest["splits"]["train"]["shards"]
     assert len(shards) == 8 and all(0 < shard["bytes"] < TASK_BYTES for shard in shards)
-    rows = list(read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2)
-                .iter_batches(batch_size=None, batch_format="numpy"))
-    assert len(rows) == 4, "2 tasks run at once, so 4 tasks of 2 shards each, one block each"
-    keys = np.concatenate([batch[SAMPLE_KEY] for batch in rows])
+    assert read_tasks(shards, tasks_at_once=2) == 2, "two tasks of four shards"
+    blocks = list(read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2)
+                  .iter_batches(batch_size=None, batch_format="numpy"))
+    assert sorted(len(block["rgb"]) for block in blocks) == sorted(shard["rows"] for shard in shards)
+    keys = np.concatenate([block[SAMPLE_KEY] for block in blocks])
     assert len(keys) == len(set(keys)) == manifest["splits"]["train"]["rows"]
 
 
-def test_read_tasks_follow_shard_sizes():
+def test_read_tasks_come_in_whole_rounds_of_about_task_bytes():
     assert read_tasks([{"bytes": TASK_BYTES // 4}] * 16, tasks_at_once=1) == 4
     assert read_tasks([{"bytes": TASK_BYTES // 4}] * 16, tasks_at_once=3) == 6
+    assert read_tasks([{"bytes": TASK_BYTES // 16}] * 16, tasks_at_once=2) == 2
     assert read_tasks([{"bytes": 2 * TASK_BYTES}] * 5, tasks_at_once=1) == 5
     assert read_tasks([{"rows": 8}] * 5, tasks_at_once=1) == 5, "a shard of unknown size is a task of its own"
     assert read_tasks([{"bytes": 10}], tasks_at_once=4) == 1
+
+
+def test_a_decoded_shard_of_median_rows_falls_between_merging_and_slicing():
+    shards = [{"rows": 128}] * 3 + [{"rows": 5}]
+    target = shard_block_bytes(shards, ["rgb", "labels", "depth"], (96, 96))
+    decoded = 128 * (96 * 96 * (3 + 1 + 4) + 8)
+    assert target < decoded < 1.5 * target
