@@ -1,13 +1,15 @@
-"""python -m bench.ingest [--samples N] [--image-size S] [--repeats R]: decode throughput of the data pipeline.
+"""python -m bench.ingest [--samples N] [--image-size S] [--repeats R] [--reads K ...]: decode throughput of the data pipeline.
 
 Samples/s over the same shards (RGB + labels) into torch batches of 32 for
   (a) Ray Data streaming decode (data_pipeline.ray_reader.read_split, exactly as training reads),
   (b) a torch DataLoader with the same decode and as many worker processes as Ray Data gets CPUs,
   (c) pyarrow read plus decode in this one process (the floor any pipeline pays),
-each over shards with images stored as .npy and as PNG. Ray Data's first pass in a fresh Ray
-instance (starting its workers and internal actors) is timed apart and left out of the medians,
-as DataLoader's process start is not: every pass of it forks anew. Prints a table of medians over
---repeats runs with the ratios a/b and a/c, and writes bench/results/ingest.json.
+each over shards with images stored as .npy and as PNG, and each for epochs that read the
+shards once and --reads times over (an epoch as long as a data set that many times larger: each
+epoch pays once for starting, a Ray Data execution or the DataLoader's worker processes). Ray
+Data's first pass in a fresh Ray instance (starting its workers and internal actors) is timed
+apart and left out of the medians. Prints a table of medians over --repeats runs with the ratios
+a/b and a/c, and writes bench/results/ingest.json.
 """
 from __future__ import annotations
 
@@ -66,6 +68,12 @@ def _decoded_batches(path: str):
         yield {name: torch.from_numpy(values) for name, values in decode_images(chunk).items()}
 
 
+def _epoch(manifest: dict, reads: int) -> dict:
+    """The manifest of a training split whose shards are listed `reads` times over."""
+    train = manifest["splits"]["train"]
+    return {**manifest, "splits": {**manifest["splits"], "train": {**train, "shards": train["shards"] * reads}}}
+
+
 def _timed(fn, *args) -> float:
     start = time.perf_counter()
     rows = fn(*args)
@@ -87,6 +95,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs for Ray Data, and DataLoader worker processes")
+    parser.add_argument("--reads", type=int, default=4, help="the longer epoch reads the shards this many times")
     args = parser.parse_args()
     import ray
 
@@ -100,21 +109,26 @@ def main() -> None:
     quiet_ray_data()
     first_pass = _timed(ray_data, *data_sets["npy"], args.cpus)
     figures: dict[str, list[float]] = {}
+    epochs = (1, args.reads)
     for repeat in range(args.repeats):
-        for encoding, (store, manifest) in data_sets.items():
-            paths = shard_paths(store, manifest, "train")
-            figures.setdefault(f"a: Ray Data, {encoding}", []).append(_timed(ray_data, store, manifest, args.cpus))
-            figures.setdefault(f"b: DataLoader, {encoding}", []).append(_timed(dataloader, paths, args.cpus))
-            figures.setdefault(f"c: one process, {encoding}", []).append(_timed(single_process, paths))
+        for encoding, (store, full) in data_sets.items():
+            for reads in epochs:
+                manifest = _epoch(full, reads)
+                paths, tag = shard_paths(store, manifest, "train"), f"{encoding} x{reads}"
+                figures.setdefault(f"a: Ray Data, {tag}", []).append(_timed(ray_data, store, manifest, args.cpus))
+                figures.setdefault(f"b: DataLoader, {tag}", []).append(_timed(dataloader, paths, args.cpus))
+                figures.setdefault(f"c: one process, {tag}", []).append(_timed(single_process, paths))
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     ray.shutdown()
     medians = {name: statistics.median(values) for name, values in figures.items()}
     ratios = {}
     for encoding in ENCODINGS:
-        a = medians[f"a: Ray Data, {encoding}"]
-        ratios[f"a/b {encoding}"] = a / medians[f"b: DataLoader, {encoding}"]
-        ratios[f"a/c {encoding}"] = a / medians[f"c: one process, {encoding}"]
-    ratios["npy/png (one process)"] = medians["c: one process, npy"] / medians["c: one process, png"]
+        for reads in epochs:
+            tag = f"{encoding} x{reads}"
+            a = medians[f"a: Ray Data, {tag}"]
+            ratios[f"a/b {tag}"] = a / medians[f"b: DataLoader, {tag}"]
+            ratios[f"a/c {tag}"] = a / medians[f"c: one process, {tag}"]
+    ratios["npy/png (one process)"] = medians["c: one process, npy x1"] / medians["c: one process, png x1"]
     _print(args, figures, medians, ratios, first_pass, disk)
     _results.write("ingest", {"settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios,
                               "ray_data_first_pass": first_pass, "bytes_on_disk": disk})
@@ -122,12 +136,12 @@ def main() -> None:
 
 def _print(args, figures, medians, ratios, first_pass, disk) -> None:
     print(f"\n{args.samples} samples, {args.image_size}x{args.image_size} RGB + labels, batches of {BATCH}, {args.cpus} CPUs, "
-          f"median of {args.repeats}")
-    print(f"{'pipeline':<26}{'samples/s':>12}   runs")
+          f"median of {args.repeats}; xK: an epoch reads the shards K times")
+    print(f"{'pipeline':<30}{'samples/s':>12}   runs")
     for name, values in figures.items():
-        print(f"{name:<26}{medians[name]:>12.0f}   {', '.join(f'{v:.0f}' for v in values)}")
+        print(f"{name:<30}{medians[name]:>12.0f}   {', '.join(f'{v:.0f}' for v in values)}")
     for name, value in ratios.items():
-        print(f"{name:<26}{value:>12.2f}")
+        print(f"{name:<30}{value:>12.2f}")
     print(f"Ray Data first pass in a fresh instance: {first_pass:.0f} samples/s")
     print("shards on disk: " + ", ".join(f"{encoding} {size / 2**20:.1f} MB" for encoding, size in disk.items()))
 
