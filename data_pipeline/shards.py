@@ -37,6 +37,12 @@ SCHEMA = pa.schema(
 )
 
 
+# Every read task decompresses its shards. A 128-row .npy shard of the synthetic set read in 2.7 ms
+# with LZ4 against 5.8 ms with zstd (a read task's other work on it is about 9 ms), for 1.19x the
+# bytes on disk and over S3; a PNG shard in 2.05 against 2.21 ms, for 1.05x.
+COMPRESSION = "lz4"
+
+
 class DatasetError(ValueError):
     """A data set that cannot be read as it is; the message names the file and what is wrong."""
 
@@ -65,7 +71,7 @@ class ShardWriter:
     def _flush(self) -> None:
         name = f"{self.split}-{len(self.shards):05d}.parquet"
         buffer = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA), buffer, compression="zstd")
+        pq.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA), buffer, compression=COMPRESSION)
         data = buffer.getvalue().to_pybytes()
         self.store.write_bytes(name, data)
         self.shards.append({"path": name, "rows": len(self._pending), "bytes": len(data),
