@@ -3,8 +3,8 @@
 bench.ingest measured the choice: .npy decodes about 3x faster than PNG row by row and 5.8x a
 column at a time, and takes 1.42x PNG's disk on the synthetic terrain under the shards' LZ4
 compression (1.26x under zstd). Both encodings read back the same way (decode_image looks at the
-first bytes), so data sets written either way train alike. Depth is stored in the KITTI convention, uint16 metres x 256
-with 0 = no measurement, in either encoding.
+first bytes), so data sets written either way train alike. Depth is stored in the KITTI
+convention, uint16 metres x 256 with 0 = no measurement, in either encoding.
 """
 from __future__ import annotations
 
