@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from data_pipeline.sample_log import SampleLogRef
 from data_pipeline.shards import SCHEMA, DatasetError, sha256_of, shard_paths
 from data_pipeline.storage import DataStore
 
@@ -84,7 +84,7 @@ class SampleRules:
     num_classes: int
     ignore_index: int
     on_bad: str  # "error" | "skip"
-    log: Any = None  # a SampleLog actor handle: required with on_bad "skip"
+    log: SampleLogRef | None = None  # required with on_bad "skip"
 
     def problem(self, sample: dict[str, np.ndarray]) -> str | None:
         return sample_problem(sample, self.image_size, self.num_classes, self.ignore_index)
@@ -97,36 +97,12 @@ class SampleRules:
             message = (f"shard {shard}, row {row}, sample {sample_id}: {reason}. Fix or drop the sample, or set "
                        "data.on_bad_sample=skip to leave such samples out (they are counted in summary.json)")
             if self.log is not None:  # Ray cuts long worker tracebacks short; the driver reads the message here
-                ray.get(self.log.fail.remote(message))
+                ray.get(self.log.actor().fail.remote(message))
             raise DatasetError(message)
-        ray.get(self.log.skip.remote({"shard": shard, "row": row, "sample_id": sample_id, "reason": reason}))
+        ray.get(self.log.actor().skip.remote({"shard": shard, "row": row, "sample_id": sample_id, "reason": reason}))
 
     def _row_of(self, shard: str, sample_id: str) -> int:
         """The sample's row in its shard; looked up only for a bad sample, so the good path pays nothing."""
         with self.store.fs.open(shard, "rb") as handle:
             ids = pq.read_table(handle, columns=["sample_id"]).column("sample_id").to_pylist()
         return ids.index(sample_id)
-
-
-@ray.remote(num_cpus=0)
-class SampleLog:
-    """A run's bad samples: those it skipped, each once however many epochs met it, or the one that stopped it."""
-
-    def __init__(self):
-        self._skipped: dict[str, dict[str, Any]] = {}
-        self._failure: str | None = None
-
-    def skip(self, record: dict[str, Any]) -> None:
-        self._skipped.setdefault(record["sample_id"], record)
-
-    def fail(self, message: str) -> None:
-        self._failure = self._failure or message
-
-    def report(self) -> tuple[list[dict[str, Any]], str | None]:
-        return list(self._skipped.values()), self._failure
-
-
-def start_sample_log() -> "ray.actor.ActorHandle":
-    """A SampleLog beside the driver, as Ray Train places its controller: a worker node may be lost mid-run, and the log with it."""
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return SampleLog.options(scheduling_strategy=here).remote()

@@ -25,7 +25,8 @@ from core.tasks import build_task
 from core.tasks.base import Task
 from data_pipeline.shards import read_manifest
 from data_pipeline.storage import DataStore
-from data_pipeline.validate import SampleRules, check_shards, start_sample_log
+from data_pipeline.sample_log import SampleLogRef
+from data_pipeline.validate import SampleRules, check_shards
 from data_pipeline.synthetic import ensure_dataset
 from jobs import _signals
 from jobs._run_storage import best_checkpoints, checkpoint_storage, copy_run, latest_or_logged
@@ -80,7 +81,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     checkpoints = checkpoint_storage(config, run_dir)
     facts = {"status": "completed", "error": None, "checkpoint": None}
     marks = dict(startup_marks or {})
-    samples = start_sample_log()
+    samples = SampleLogRef.beside_driver(run_dir.name)
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
                         config.data.on_bad_sample, samples)
     try:
@@ -97,8 +98,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
     if config.train.best_checkpoints:
         facts["best_checkpoints"] = best_checkpoints(checkpoints, config.train.best_checkpoints, task)
-    skipped, bad_sample = ray.get(samples.report.remote())
-    ray.kill(samples)
+    skipped, bad_sample = samples.close()
     if bad_sample is not None and facts["status"] == "failed":
         facts["error"] = f"DatasetError: {bad_sample}"
     facts["skipped_samples"] = {"count": len(skipped), "samples": skipped[:_SKIPPED_LISTED]}
