@@ -12,6 +12,7 @@ import tempfile
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -82,8 +83,13 @@ class _Run:
         self.device = ray.train.torch.get_device()
         self.dashboard = DashboardMetrics(loop_config["run_name"], rank)
         self.train_data = ray.train.get_dataset_shard("train")
-        self.val_data = ray.train.get_dataset_shard("val")
         self.early: _EarlyBatches | None = None  # the first epoch's batches, started before the model was built
+
+    @cached_property
+    def val_data(self):
+        """Asked for at the first evaluation: Ray Data's split of val starts a coordinator actor, whose
+        process would otherwise start while the workers build their models (bench.startup)."""
+        return ray.train.get_dataset_shard("val")
 
 
 class _EarlyBatches:
