@@ -7,6 +7,7 @@ or PBT, whose exploit restarts a trial from another trial's checkpoint with pert
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -140,17 +141,26 @@ def result_rows(results: tune.ResultGrid, sweep: SweepConfig, runs_root: Path) -
     return rows
 
 
-def write_missing_summaries(rows: list[dict[str, Any]], sweep: SweepConfig, manifest: dict[str, Any]) -> None:
-    """summary.json, from its metrics and its row, for each trial's run that has none: Tune ends a trial as soon as
-    its scheduler says stop (ASHA at max_t too, so its completed trials as well), before the run writes one, and
-    jobs.report would list the run as still running or killed."""
+def write_trial_summaries(rows: list[dict[str, Any]], sweep: SweepConfig, manifest: dict[str, Any]) -> None:
+    """summary.json, from its metrics and its row, for each trial's run that Tune ended: Tune ends a trial as soon as
+    its scheduler says stop (ASHA at max_t too, so its completed trials as well). Its run then writes no summary, and
+    jobs.report would list it as still running or killed; or, when the trial's placement group goes before the trial
+    does, taking the run's Ray Train controller with it, the run records that as its failure. A trial whose run
+    failed on its own has an error in its row, and keeps the run's summary."""
     base = sweep.base_config()
     task = build_task(base.task, manifest)
     for row in rows:
         folder = Path(row["run directory"]) if row["run directory"] else None
-        if folder is None or (folder / runs.SUMMARY).exists():
+        if folder is None or not _ended_by_tune(folder, row):
             continue
         summary = summarise(runs.read_metrics(folder), task.monitor, base.train.epochs, task.monitor_mode,
                             status=row["status"], error=None, checkpoint=None, wall_time_s=row["wall time (s)"],
                             run_dir=str(folder))
         runs.write_json(folder / runs.SUMMARY, summary)
+
+
+def _ended_by_tune(folder: Path, row: dict[str, Any]) -> bool:
+    if not (folder / runs.SUMMARY).exists():
+        return True
+    own = json.loads((folder / runs.SUMMARY).read_text())
+    return own["status"] == "failed" and not row["status"].startswith("error")

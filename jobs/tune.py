@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         tuner = _sweep.build_tuner(sweep, sweep_dir, store, manifest)
     print(f"sweep directory: {sweep_dir}", file=sys.stderr, flush=True)
     rows = _sweep.result_rows(tuner.fit(), sweep, sweep_dir / "runs")
-    _sweep.write_missing_summaries(rows, sweep, manifest)
+    _sweep.write_trial_summaries(rows, sweep, manifest)
     best_config = write_results(sweep_dir, rows, sweep.metric, sweep.mode)
     print(f"sweep directory: {sweep_dir}\nresults: {sweep_dir / 'results.md'}")
     print(f"best config: {best_config}" if best_config else "no trial reported the metric")

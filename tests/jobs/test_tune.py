@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 from core.config import load_config
-from jobs import tune
+from core.sweep_config import load_sweep
+from data_pipeline.shards import read_manifest
+from data_pipeline.storage import DataStore
+from jobs import _sweep, tune
 from tests.ray_fixtures import local_ray_with_dashboard  # noqa: F401  (fixture)
 from tests.sweep_files import FRACTIONAL, sweep_file
 
@@ -72,3 +75,36 @@ def test_pbt_refuses_keys_it_cannot_change_in_a_running_trial(tiny_dataset, tmp_
                        scheduler={"name": "pbt"})
     assert tune.main([str(path)]) == 2
     assert "space.task.model.decoder: PBT changes hyperparameters of running trials" in capsys.readouterr().err
+
+
+def _trial_run(folder: Path, summary_status: str | None) -> dict | None:
+    """A trial's run folder with 2 epochs of metrics and, unless None, its own summary, which is returned."""
+    folder.mkdir(parents=True)
+    records = [{"epoch": epoch, "val/miou": 0.1 * epoch} for epoch in (1, 2)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if summary_status is None:
+        return None
+    own = {"status": summary_status, "error": "ActorDiedError: TrainController" if summary_status == "failed" else None}
+    (folder / "summary.json").write_text(json.dumps(own))
+    return own
+
+
+@pytest.mark.parametrize("own_status, row_status, expected", [
+    (None, "completed", "completed"),  # Tune stopped the trial before its run wrote a summary
+    ("failed", "completed", "completed"),  # the trial's placement group went first, taking Ray Train's controller
+    ("failed", "stopped early by asha", "stopped early by asha"),
+    ("failed", "error: RuntimeError", "failed"),  # the run failed on its own: its summary stands
+    ("completed", "completed", "completed"),
+])
+def test_a_trial_ended_by_tune_gets_its_sweep_row_as_summary(tiny_dataset, tmp_path, own_status, row_status, expected):
+    sweep = load_sweep(sweep_file(tmp_path, tiny_dataset, epochs=2, space={"train.optimizer.lr": {"grid": [0.001]}}))
+    folder = tmp_path / "runs" / "trial-0"
+    own = _trial_run(folder, own_status)
+    row = {"run directory": str(folder), "status": row_status, "wall time (s)": 12.5}
+    _sweep.write_trial_summaries([row], sweep, read_manifest(DataStore.at(tiny_dataset)))
+    summary = json.loads((folder / "summary.json").read_text())
+    if own_status == expected:
+        assert summary == own
+    else:
+        assert summary["status"] == expected and summary["error"] is None
+        assert summary["epochs_completed"] == 2 and summary["best"]["epoch"] == 2 and summary["wall_time_s"] == 12.5
