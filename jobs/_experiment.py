@@ -83,7 +83,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     facts = {"status": "completed", "error": None, "checkpoint": None}
     marks = dict(startup_marks or {})
     start_stats_actor()
-    samples = SampleLogRef.beside_driver(run_dir.name)
+    samples = SampleLogRef.beside_driver(run_dir.name, skipping=config.data.on_bad_sample == "skip")
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
                         config.data.on_bad_sample, samples)
     try:

@@ -1,4 +1,7 @@
-"""A run's SampleLog: absent while every sample is good, one log for all the read tasks that meet bad ones, gone once read."""
+"""A run's SampleLog: absent while every sample is good (unless the run skips bad ones), one log for all the read tasks
+that meet bad ones, gone once read."""
+import time
+
 import pytest
 import ray
 
@@ -51,3 +54,24 @@ def test_runs_have_logs_of_their_own(local_ray):  # noqa: F811
     ray.get(_skip.remote(first, "sample-0"))
     assert second.close() == ([], None)
     assert [record["sample_id"] for record in first.close()[0]] == ["sample-0"]
+
+
+@ray.remote(num_cpus=0)
+class _Driver:
+    """A run's driver in a process of its own, as a Tune trial is."""
+
+    def start_run(self) -> SampleLogRef:
+        return SampleLogRef.beside_driver("skipping-run", skipping=True)
+
+
+def test_a_skipping_run_starts_its_log_with_it_and_takes_it_along_when_its_driver_goes(local_ray):  # noqa: F811
+    driver = _Driver.remote()
+    ref = ray.get(driver.start_run.remote())
+    assert _exists(ref), "started with the run"
+    ray.get(_skip.remote(ref, "sample-0"))
+    ray.kill(driver)  # stopped from outside, before it read its log
+    deadline = time.monotonic() + 30
+    while _exists(ref) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _exists(ref)
+
