@@ -18,11 +18,21 @@ def world_size() -> int:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over all workers, in place; gloo cannot reduce on every device, so go through the CPU."""
+    """Sum over all workers, in place."""
+    return _all_reduce(tensor, dist.ReduceOp.SUM) if is_distributed() else tensor
+
+
+def largest(value: float, device: torch.device) -> float:
+    """The largest of every worker's value."""
     if not is_distributed():
-        return tensor
+        return value
+    return _all_reduce(torch.tensor([value], dtype=torch.float64, device=device), dist.ReduceOp.MAX).item()
+
+
+def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
+    """gloo cannot reduce on every device, so it goes through the CPU."""
     staged = tensor.cpu() if dist.get_backend() == "gloo" else tensor
-    dist.all_reduce(staged, op=dist.ReduceOp.SUM)
+    dist.all_reduce(staged, op=op)
     if staged is not tensor:
         tensor.copy_(staged)
     return tensor

@@ -65,13 +65,17 @@ def latest_checkpoint(storage: CheckpointStorage) -> str | None:
     Ray Train lists a checkpoint in its snapshot only once all its files are in storage, so a folder
     it does not list is a write that never finished, however complete its state.pt looks.
     """
-    try:
-        listed = json.loads(storage.fs.cat_file(posixpath.join(storage.root, RAY_SNAPSHOT)))["checkpoint_results"]
-    except FileNotFoundError:
-        return None
-    by_epoch = sorted(listed, key=lambda result: result["metrics"]["epoch"], reverse=True)
+    by_epoch = sorted(registered_checkpoints(storage), key=lambda result: result["metrics"]["epoch"], reverse=True)
     folders = (posixpath.join(storage.root, result["checkpoint_dir_name"]) for result in by_epoch)
     return next((f for f in folders if storage.fs.exists(posixpath.join(f, checkpoint.STATE_FILE))), None)
+
+
+def registered_checkpoints(storage: CheckpointStorage) -> list[dict]:
+    """Ray Train's entries for the checkpoints it registered and keeps: the folder's name and the metrics reported with it."""
+    try:
+        return json.loads(storage.fs.cat_file(posixpath.join(storage.root, RAY_SNAPSHOT)))["checkpoint_results"]
+    except FileNotFoundError:
+        return []
 
 
 def drop_records_after(run_dir: Path, epoch: int) -> int:

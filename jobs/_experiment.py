@@ -29,7 +29,8 @@ from data_pipeline.sample_log import SampleLogRef
 from data_pipeline.validate import SampleRules, check_shards
 from data_pipeline.synthetic import ensure_dataset
 from jobs import _signals
-from jobs._run_storage import best_checkpoints, checkpoint_storage, copy_run, latest_or_logged
+from jobs._run_storage import (RUN_START_FILES, best_checkpoints, checkpoint_storage, copy_run, copy_run_files,
+                               latest_or_logged, run_store)
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 _SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, and counts them all
@@ -88,6 +89,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
                         config.data.on_bad_sample, samples)
     try:
         resumes = resume.progress.resumes + 1 if resume else 0
+        copy_run_files(run_dir, run_store(config, run_dir), RUN_START_FILES)
         trainer = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules, resumes)
         marks["trainer_built"] = startup.mark()
         result = trainer.fit()

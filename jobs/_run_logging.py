@@ -28,8 +28,7 @@ class RunDirCallback(UserCallback):
         self._logger: RunLogger | None = None  # made on first use: a SummaryWriter cannot be pickled
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
-        record = dict(metrics[0])  # rank 0's figures, already reduced over all workers
-        record["memory/worker_peak_mb"] = max(m.get("memory/worker_peak_mb", 0.0) for m in metrics)
+        record = dict(metrics[0])  # rank 0's figures, already reduced over all workers, as Ray Train keeps them
         images, meshes = [], []
         if checkpoint is not None:
             record["checkpoint"] = self.checkpoints.display(checkpoint.path)

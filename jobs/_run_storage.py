@@ -3,19 +3,25 @@ checkpoints written to prefix/RUN_NAME/ray_train/ by Ray Train and the run direc
 beside them, so that the S3 folder is the whole run."""
 from __future__ import annotations
 
+import json
+import os
 import posixpath
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from core import run_dir as runs
-from core.config import ExperimentConfig
-from core.resume import TRAIN_STORAGE, CheckpointStorage, latest_checkpoint
+from core.config import ExperimentConfig, validate
+from core.resume import TRAIN_STORAGE, CheckpointStorage, latest_checkpoint, registered_checkpoints
 from core.tasks.base import Task
 from data_pipeline.storage import DataStore
 from jobs._best_checkpoints import BestCheckpoints
 
-RUN_FILES = ["config.yaml", "env.json", "code.patch", runs.METRICS, runs.TENSORBOARD]  # copied after each epoch
+RUN_START_FILES = ["config.yaml", "env.json", "code.patch"]  # copied when the run starts, so S3 holds what --resume needs
+RUN_FILES = [*RUN_START_FILES, runs.METRICS, runs.TENSORBOARD]  # copied after each epoch
 
 
 def run_store(config: ExperimentConfig, run_dir: Path) -> DataStore | None:
@@ -57,6 +63,54 @@ def copy_run(config: ExperimentConfig, run_dir: Path) -> None:
     except Exception as err:  # the run is over and complete on this disk; S3 lacks its last files
         print(f"could not copy the run directory to {remote.uri} ({type(err).__name__}: {err}); "
               f"it is complete in {run_dir}", file=sys.stderr)
+
+
+def fetch_run(uri: str, endpoint_url: str | None) -> Path:
+    """A run stored with output.storage, copied from its S3 folder into output.root, so that --resume can go on with it
+    on a machine that never held its run directory (the driver's machine is gone). Returns the local run directory."""
+    remote = DataStore.at(uri, endpoint_url, retry_s=10.0)
+    try:
+        found = remote.exists("config.yaml")
+    except Exception as err:  # s3fs raises botocore's errors as they come: no credentials, an endpoint that is not there
+        raise ValueError(f"--resume {uri}: S3 did not answer ({type(err).__name__}: {err}); check --endpoint-url and "
+                         "the AWS credentials in the environment") from None
+    if not found:
+        raise ValueError(f"--resume {uri}: holds no config.yaml; give the S3 folder of a run, OUTPUT_STORAGE/RUN_NAME, "
+                         "where OUTPUT_STORAGE is the run's output.storage")
+    config = validate(yaml.safe_load(remote.read_bytes("config.yaml")), source=remote.display("config.yaml"))
+    name = posixpath.basename(remote.uri)
+    stored_at = run_store(config, Path(name))
+    if stored_at is None or stored_at.uri != remote.uri:
+        raise ValueError(f"--resume {uri}: its config.yaml has output.storage={config.output.storage}, so its "
+                         f"checkpoints are not in this folder; give {stored_at.uri if stored_at else 'a run directory'}")
+    local = Path(config.output.root) / name
+    if local.exists():
+        raise ValueError(f"--resume {uri}: {local} already exists on this machine; its files are the ones the S3 folder "
+                         f"holds copies of, so go on with --resume {local}")
+    partial = local.with_name(f".{name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for file in RUN_FILES:
+        if remote.exists(file):
+            remote.fs.get(remote.path(file), str(partial / file), recursive=True)
+    restored = _restore_lost_records(partial, checkpoint_storage(config, Path(name)))
+    os.replace(partial, local)  # a copy cut off halfway is never taken for a run directory
+    print(f"copied {remote.uri}'s run files to {local}"
+          + (f"; {restored} epoch record(s) restored from Ray Train's list of checkpoints" if restored else ""), file=sys.stderr)
+    return local.resolve()
+
+
+def _restore_lost_records(run_dir: Path, checkpoints: CheckpointStorage) -> int:
+    """Append to metrics.jsonl the epochs whose checkpoint Ray Train registered after the last copy of it reached S3
+    (the copy after that epoch was cut off): Ray Train keeps the metrics reported with each checkpoint. Returns how many."""
+    last = max((record["epoch"] for record in runs.read_metrics(run_dir)), default=0)
+    lost = sorted((r for r in registered_checkpoints(checkpoints) if r["metrics"]["epoch"] > last),
+                  key=lambda result: result["metrics"]["epoch"])
+    with open(run_dir / runs.METRICS, "a") as handle:
+        for result in lost:
+            folder = checkpoints.display(posixpath.join(checkpoints.root, result["checkpoint_dir_name"]))
+            handle.write(json.dumps({**result["metrics"], "checkpoint": folder}) + "\n")
+    return len(lost)
 
 
 def latest_or_logged(checkpoints: CheckpointStorage, run_dir: Path) -> tuple[str | None, str | None]:

@@ -28,6 +28,7 @@ from cluster.resources import ResourcePlan, shortfall
 from core import checkpoint, memory, startup
 from core.augment import augment_batch
 from core.config import AugmentConfig, ExperimentConfig
+from core.distributed import largest
 from core.engine import EpochStats, Evaluation, NumericsGuard, StepRules, evaluate, loss_scaler, train_epoch
 from core.optim import apply_hyperparameters, build_plateau
 from core.progress import Progress
@@ -212,7 +213,7 @@ def _record(epoch: int, stage: Stage, progress: Progress, task, stats: EpochStat
         "train/loss": sum(task.loss_weights[name] * value for name, value in stats.losses.items()),
         **{f"loss_weight/{name}": weight for name, weight in task.loss_weights.items()},
         "train/samples_per_s": stats.samples * run.world_size / stats.seconds,
-        "memory/worker_peak_mb": memory.peak_bytes(run.device) / 2**20,  # the run directory keeps the largest worker's
+        "memory/worker_peak_mb": largest(memory.peak_bytes(run.device) / 2**20, run.device),
         "train/data_wait_share": stats.data_wait_seconds / stats.seconds,
         **{f"val/{name}": value for name, value in result.metrics.items()},
         **{f"baseline/{name}": value for name, value in result.baselines.items()},

@@ -1,8 +1,10 @@
-"""python -m jobs.train [CONFIG] [dotted.key=value ...] | --resume RUN_DIR: train one experiment on Ray Train.
+"""python -m jobs.train [CONFIG] [dotted.key=value ...] | --resume RUN_DIR|S3_FOLDER: train one experiment on Ray Train.
 
 Validates the config, connects to Ray and checks the resource plan, makes sure the data set
 exists, writes the run directory, trains, and prints where the results are. --resume goes on with
 a run from its latest checkpoint, in its stage and epoch, writing into the same run directory.
+A run stored with output.storage can be resumed from its S3 folder on a machine that never held it
+(--endpoint-url for MinIO): its run files are copied into output.root first.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from core.resume import find_resume_point
 from core.stages import plan_stages
 from core.summary import headline
 from data_pipeline.shards import DatasetError
+from data_pipeline.storage import S3
 from jobs import _signals
-from jobs._run_storage import checkpoint_storage
+from jobs._run_storage import checkpoint_storage, fetch_run
 from jobs._experiment import CODE_ROOT, prepare_data, run
 
 DEFAULT_CONFIG = CODE_ROOT / "configs" / "quickstart.yaml"
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
     marks = {"process_start": started_at or called, "imports_done": called}
     args = _parse(argv)
     try:
-        resume = find_resume_point(args.resume, checkpoint_storage) if args.resume else None
+        resume = find_resume_point(_run_dir_of(args), checkpoint_storage) if args.resume else None
         config = resume.config if resume else load_config(args.config, args.overrides)
         if resume and resume.progress.stage >= len(plan_stages(config)):
             print(f"{resume.run_dir} already finished all its epochs; nothing to resume")
@@ -57,11 +60,17 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
     return 0 if summary["status"] == "completed" else 1
 
 
+def _run_dir_of(args: argparse.Namespace) -> str:
+    return str(fetch_run(args.resume, args.endpoint_url)) if args.resume.startswith(S3) else args.resume
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="YAML experiment (default: configs/quickstart.yaml)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. train.epochs=3")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="go on with this run from its latest checkpoint, as it was configured")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="go on with this run from its latest checkpoint, as it was configured; "
+                        "a run stored with output.storage also from its S3 folder, s3://BUCKET/PREFIX/RUN_NAME")
+    parser.add_argument("--endpoint-url", help="with --resume s3://...: an S3-compatible endpoint (MinIO, ...)")
     args, unknown = parser.parse_known_args(argv)
     if args.config and "=" in args.config:  # only overrides were given
         args.overrides.insert(0, args.config)
@@ -70,6 +79,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unrecognised arguments: {' '.join(unknown)}")
     if args.resume and (args.overrides or args.config != str(DEFAULT_CONFIG)):
         parser.error("--resume goes on with a run as it was configured: give no config file or overrides with it")
+    if args.endpoint_url and not (args.resume or "").startswith(S3):
+        parser.error("--endpoint-url goes with --resume s3://...; a new run takes output.endpoint_url from its config")
     return args
 
 

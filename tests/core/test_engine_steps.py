@@ -9,6 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from core.config import OptimizerConfig, TaskConfig
+from core.distributed import largest
 from core.engine import NonFiniteError, NumericsGuard, StepRules, loss_scaler, train_epoch
 from core.optim import build_optimizer
 from core.stages import freeze
@@ -228,7 +229,8 @@ def _ddp_worker(rank: int, port: int, out: str):
     mine = [{k: v[rank * 4:(rank + 1) * 4] for k, v in b.items()} for b in tiny_batches(6, 8)]
     losses = []
     train_epoch(model, optimizer, mine, task, CPU, on_step=lambda t: losses.append(t.loss))
-    torch.save({"losses": losses, "weights": model.module.state_dict()}, f"{out}/rank{rank}.pt")
+    torch.save({"losses": losses, "weights": model.module.state_dict(), "largest": largest(rank + 0.5, CPU)},
+               f"{out}/rank{rank}.pt")
     spawned_ranks.leave()
 
 
@@ -246,3 +248,4 @@ def test_two_ddp_workers_with_batch_b_match_one_worker_with_batch_2b_step_by_ste
     assert len(pairs) == len(single) == 6
     assert [sum(p) / 2 for p in pairs] == pytest.approx(single, rel=1e-5)  # each worker's mean loss over half the batch
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ranks[0]["weights"].values(), model.state_dict().values()))
+    assert [r["largest"] for r in ranks] == [1.5, 1.5]  # what the run reports as every worker's figure, e.g. peak memory

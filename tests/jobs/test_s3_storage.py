@@ -2,11 +2,13 @@
 
 An outage shorter than output.storage_retry_s costs nothing: the upload waits and the run finishes.
 A longer one fails the run with the checkpoint it could not write named, and the checkpoints S3
-already held stay the ones --resume goes on from.
+already held stay the ones --resume goes on from, also from the S3 folder alone on a machine that
+never held the run directory.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,7 +17,9 @@ import pytest
 import torch
 
 from core import checkpoint
+from core.config import load_config, to_yaml
 from core.resume import find_resume_point
+from data_pipeline.storage import DataStore
 from jobs import evaluate, train
 from jobs._run_storage import checkpoint_storage, run_store
 from tests.conftest import tiny_overrides
@@ -98,3 +102,35 @@ def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_c
     storage = checkpoint_storage(resume.config, run_dir)
     with storage.fs.open(f"{resume.checkpoint.removeprefix('s3://')}/{checkpoint.STATE_FILE}", "rb") as handle:
         assert torch.load(handle, weights_only=True)["train_state"]["epoch"] == 0
+
+    first_epoch = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    shutil.rmtree(run_dir)  # the driver's machine is gone; S3 holds the run
+    remote = run_store(resume.config, run_dir)
+    if remote.exists("metrics.jsonl"):  # as if the outage had cut off its copy after epoch 1: Ray Train's list restores it
+        remote.fs.rm(remote.path("metrics.jsonl"))
+    assert train.main(["--resume", remote.uri, "--endpoint-url", f"http://127.0.0.1:{outage.port}"]) == 0
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    assert resumed["status"] == "completed" and resumed["checkpoint"].startswith(where), resumed.get("error")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3] and records[0] == first_epoch
+    assert (run_dir / "env.json").is_file() and any((run_dir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resuming_from_an_s3_folder_that_is_not_a_stored_run_is_refused_with_what_to_give(s3, tiny_dataset, tmp_path, capsys):
+    remote = DataStore.at(f"s3://{s3.bucket}/elsewhere/some_run", s3.url)
+    endpoint = ["--endpoint-url", s3.url]
+    assert train.main(["--resume", remote.uri, *endpoint]) == 2
+    assert "holds no config.yaml; give the S3 folder of a run" in capsys.readouterr().err
+
+    config = load_config(None, [*tiny_overrides(tiny_dataset, tmp_path / "runs"), f"output.storage=s3://{s3.bucket}/checkpoints"])
+    remote.write_bytes("config.yaml", to_yaml(config).encode())
+    assert train.main(["--resume", remote.uri, *endpoint]) == 2
+    assert f"output.storage=s3://{s3.bucket}/checkpoints, so its checkpoints are not in this folder; " \
+           f"give s3://{s3.bucket}/checkpoints/some_run" in capsys.readouterr().err
+
+    stored = DataStore.at(f"s3://{s3.bucket}/checkpoints/some_run", s3.url)
+    stored.write_bytes("config.yaml", to_yaml(config).encode())
+    (tmp_path / "runs" / "some_run").mkdir(parents=True)
+    assert train.main(["--resume", stored.uri, *endpoint]) == 2
+    assert f"already exists on this machine; its files are the ones the S3 folder holds copies of, so go on with " \
+           f"--resume {tmp_path / 'runs' / 'some_run'}" in capsys.readouterr().err
