@@ -26,6 +26,7 @@ class RunDirCallback(UserCallback):
         self.best = best
         self.remote = remote  # the run's S3 folder (output.storage), where the files are copied each epoch
         self._logger: RunLogger | None = None  # made on first use: a SummaryWriter cannot be pickled
+        self._copied: dict[str, tuple] = {}  # the run files uploaded so far, as copy_run_files keeps them
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
         record = dict(metrics[0])  # rank 0's figures, already reduced over all workers, as Ray Train keeps them
@@ -39,7 +40,7 @@ class RunDirCallback(UserCallback):
         if self._logger is None:
             self._logger = RunLogger(self.run_dir)
         self._logger.log(record, step=int(record["epoch"]), images=images, meshes=meshes)
-        copy_run_files(self.run_dir, self.remote, RUN_FILES)
+        copy_run_files(self.run_dir, self.remote, RUN_FILES, self._copied)
         print(_progress_line(record), file=sys.stderr, flush=True)
 
 

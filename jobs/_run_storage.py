@@ -21,7 +21,7 @@ from data_pipeline.storage import DataStore
 from jobs._best_checkpoints import BestCheckpoints
 
 RUN_START_FILES = ["config.yaml", "env.json", "code.patch"]  # copied when the run starts, so S3 holds what --resume needs
-RUN_FILES = [*RUN_START_FILES, runs.METRICS, runs.TENSORBOARD]  # copied after each epoch
+RUN_FILES = [*RUN_START_FILES, runs.METRICS, runs.TENSORBOARD]  # copied after each epoch where changed
 
 
 def run_store(config: ExperimentConfig, run_dir: Path) -> DataStore | None:
@@ -44,15 +44,23 @@ def checkpoint_storage(config: ExperimentConfig, run_dir: Path) -> CheckpointSto
     return CheckpointStorage(store.fs, store.root, store.uri)
 
 
-def copy_run_files(run_dir: Path, remote: DataStore | None, names: list[str]) -> None:
-    """Upload these files (and folders) of the run directory to its S3 folder, where it has one."""
+def copy_run_files(run_dir: Path, remote: DataStore | None, names: list[str], copied: dict[str, tuple] | None = None) -> None:
+    """Upload these files (and folders) of the run directory to its S3 folder, where it has one.
+
+    copied: what earlier calls uploaded (path: size and modification time), kept up to date here; a file
+    unchanged since is not sent again (TensorBoard's earlier event files, every epoch)."""
     if remote is None:
         return
+    copied = {} if copied is None else copied
     for name in names:
         local = run_dir / name
         files = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else [local] if local.is_file() else []
         for path in files:
+            stat = path.stat()
+            if copied.get(str(path)) == (stat.st_size, stat.st_mtime_ns):
+                continue
             remote.fs.put_file(str(path), remote.path(path.relative_to(run_dir).as_posix()))
+            copied[str(path)] = (stat.st_size, stat.st_mtime_ns)
 
 
 def copy_run(config: ExperimentConfig, run_dir: Path) -> None:

@@ -21,7 +21,7 @@ from core.config import load_config, to_yaml
 from core.resume import find_resume_point
 from data_pipeline.storage import DataStore
 from jobs import evaluate, train
-from jobs._run_storage import checkpoint_storage, run_store
+from jobs._run_storage import checkpoint_storage, copy_run_files, run_store
 from tests.conftest import tiny_overrides
 from tests.s3_server import SECRET, ray_with_s3_credentials, s3  # noqa: F401  (fixtures)
 from tests.tcp_outage import Outage
@@ -134,3 +134,20 @@ def test_resuming_from_an_s3_folder_that_is_not_a_stored_run_is_refused_with_wha
     assert train.main(["--resume", stored.uri, *endpoint]) == 2
     assert f"already exists on this machine; its files are the ones the S3 folder holds copies of, so go on with " \
            f"--resume {tmp_path / 'runs' / 'some_run'}" in capsys.readouterr().err
+
+
+def test_run_files_unchanged_since_their_last_copy_are_not_sent_again(s3, tmp_path):
+    run_dir = tmp_path / "some_run"
+    (run_dir / "tb").mkdir(parents=True)
+    (run_dir / "tb" / "events.1").write_text("epoch 1")
+    (run_dir / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    remote = DataStore.at(f"s3://{s3.bucket}/copies/some_run", s3.url)
+    copied: dict = {}
+    copy_run_files(run_dir, remote, ["metrics.jsonl", "tb"], copied)
+    assert remote.read_bytes("tb/events.1") == b"epoch 1"
+    remote.fs.rm(remote.path("tb/events.1"))  # so that a second upload would show
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 2}\n')
+    copy_run_files(run_dir, remote, ["metrics.jsonl", "tb"], copied)
+    assert not remote.exists("tb/events.1")
+    assert remote.read_bytes("metrics.jsonl") == b'{"epoch": 1}\n{"epoch": 2}\n'
