@@ -202,7 +202,10 @@ class RayConfig(_Strict):
     """How the local Ray instance is started when RAY_ADDRESS names no cluster."""
 
     num_cpus: int | None = Field(None, ge=1, description="default: all cores of this machine")
-    include_dashboard: bool = True
+    include_dashboard: bool = Field(
+        True, description="Ray Train's PlacementGroupCleaner asks the dashboard's state API whether the controller is alive; "
+                           "without a dashboard it cannot, and a controller that dies uncleanly leaves its placement group reserved",
+    )
     dashboard_host: str = "127.0.0.1"
     node_ip_address: str = "127.0.0.1"
 

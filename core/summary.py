@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.resume import TRAIN_STORAGE
+
 
 def summarise(records: list[dict[str, Any]], monitor: str, planned_epochs: int, monitor_mode: str = "max",
               **facts: Any) -> dict[str, Any]:
@@ -72,4 +74,7 @@ def headline(summary: dict[str, Any]) -> list[str]:
         lines.append(f"error: {summary['error']}")
         if summary.get("checkpoint"):
             lines.append(f"last good checkpoint: {summary['checkpoint']}; go on with: python -m jobs.train --resume {summary['run_dir']}")
+            stored_at, _, _ = summary["checkpoint"].partition(f"/{TRAIN_STORAGE}/")
+            if stored_at.startswith("s3://"):
+                lines.append(f"or, on another machine: python -m jobs.train --resume {stored_at}")
     return lines

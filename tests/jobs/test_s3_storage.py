@@ -88,10 +88,12 @@ def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credent
 
 
 def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_checkpoint(
-        ray_with_s3_credentials, s3, outage, tiny_dataset, tmp_path):
+        ray_with_s3_credentials, s3, outage, tiny_dataset, tmp_path, capsys):
     code, run_dir, summary, _ = _train_through_an_outage(s3, outage, tiny_dataset, tmp_path / "runs", None,
                                                          ["output.storage_retry_s=3"])
     assert code == 1 and summary["status"] == "failed"
+    remote = run_store(load_config(run_dir / "config.yaml"), run_dir)
+    assert f"or, on another machine: python -m jobs.train --resume {remote.uri}\n" in capsys.readouterr().out
     where = f"s3://{s3.bucket}/checkpoints/{run_dir.name}/ray_train"
     # The worker's upload of epoch 2's checkpoint or the controller's update of its list fails first, whichever comes first.
     assert f"checkpoint storage {where} did not answer" in summary["error"], summary["error"]
@@ -105,7 +107,6 @@ def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_c
 
     first_epoch = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
     shutil.rmtree(run_dir)  # the driver's machine is gone; S3 holds the run
-    remote = run_store(resume.config, run_dir)
     if remote.exists("metrics.jsonl"):  # as if the outage had cut off its copy after epoch 1: Ray Train's list restores it
         remote.fs.rm(remote.path("metrics.jsonl"))
     assert train.main(["--resume", remote.uri, "--endpoint-url", f"http://127.0.0.1:{outage.port}"]) == 0
