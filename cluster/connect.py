@@ -12,6 +12,7 @@ from core.config import RayConfig
 
 # Besides what .gitignore leaves out (Ray honours it), never upload these to a cluster.
 SHIPPING_EXCLUDES = [".git", ".venv", "data", "runs", "**/__pycache__"]
+PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"  # Ray Train's switch; set in the environment, it is kept
 
 
 def connect(config: RayConfig, code_root: Path) -> None:
@@ -25,13 +26,17 @@ def connect(config: RayConfig, code_root: Path) -> None:
         return
     # Local workers import this code by path; a submitted job ships it with --working-dir instead.
     pythonpath = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))
+    # A machine of its own is never preempted: Ray Train's preemption watcher, a process started with every
+    # run, would only take CPU from the model build (1.0 s of it on 2 cores: bench.startup_pairs, README "Startup").
+    watcher = os.environ.get(PREEMPTION_WATCHER, "0")
+    worker_env = {"PYTHONPATH": pythonpath, PREEMPTION_WATCHER: watcher}
     ray.init(
         address="local",  # a new instance even where `ray start` left one running: that one is named by RAY_ADDRESS
         num_cpus=config.num_cpus or os.cpu_count(),
         include_dashboard=config.include_dashboard,
         dashboard_host=config.dashboard_host,
         _node_ip_address=config.node_ip_address,
-        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+        runtime_env={"env_vars": worker_env},
     )
 
 

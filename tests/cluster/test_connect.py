@@ -1,0 +1,32 @@
+"""The local Ray instance jobs start when RAY_ADDRESS names no cluster."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import ray
+
+from cluster.connect import PREEMPTION_WATCHER, connect
+from core.config import RayConfig
+from tests.ray_fixtures import REPO
+
+
+@pytest.fixture
+def connected(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(PREEMPTION_WATCHER, raising=False)
+    connect(RayConfig(num_cpus=1, include_dashboard=False), REPO)
+    yield
+    ray.shutdown()
+
+
+def test_a_local_instance_imports_this_code_and_starts_no_preemption_watcher(connected):
+    @ray.remote(num_cpus=0)
+    def worker_view():
+        import cluster.connect as module
+
+        return os.environ.get(PREEMPTION_WATCHER), module.__file__
+
+    watcher, module_file = ray.get(worker_view.remote())
+    assert watcher == "0"  # Ray Train's controller reads it: a machine of its own is never preempted
+    assert module_file == str(REPO / "cluster" / "connect.py")
