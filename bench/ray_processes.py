@@ -104,15 +104,19 @@ def main() -> None:
     ratios = {f"{mode} / all paused": statistics.median(a / b for a, b in zip(blocks[mode], blocks["all paused"]))
               for mode in MODES[:2]}
     ratios["as is / helpers paused"] = statistics.median(a / b for a, b in zip(blocks["as is"], blocks["helpers paused"]))
+    _print(args, found, medians, ratios)
+    _results.write("ray_processes", {"settings": vars(args), "helpers_found": found["helpers_found"],
+                                     "blocks": blocks, "medians": medians, "ratios": ratios})
+
+
+def _print(args: argparse.Namespace, found: dict, medians: dict[str, float], ratios: dict[str, float]) -> None:
     print(f"\none Ray Train worker, {args.threads} torch threads, blocks of {args.steps} steps, {args.rounds} rounds; "
           f"helpers paused: {', '.join(found['helpers_found'])}; all paused: {found['others']} processes")
     print(f"{'mode':<18}{'samples/s':>12}   per block")
-    for mode, values in blocks.items():
+    for mode, values in found["blocks"].items():
         print(f"{mode:<18}{medians[mode]:>12.1f}   {', '.join(f'{v:.1f}' for v in values)}")
     for name, value in ratios.items():
         print(f"{name:<28}{value:>8.3f}   (median of each round's pair)")
-    _results.write("ray_processes", {"settings": vars(args), "helpers_found": found["helpers_found"],
-                                     "blocks": blocks, "medians": medians, "ratios": ratios})
 
 
 if __name__ == "__main__":
