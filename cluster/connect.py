@@ -1,6 +1,7 @@
 """Connect to the Ray cluster named by RAY_ADDRESS, or start a local one bound to loopback."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import ray
 from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
 
 from core.config import RayConfig
+
+CODE_ROOT = Path(__file__).resolve().parent.parent  # this checkout: local workers import it, a cluster is sent it
 
 # Besides what .gitignore leaves out (Ray honours it), never upload these to a cluster.
 SHIPPING_EXCLUDES = [".git", ".venv", "data", "runs", "**/__pycache__"]
@@ -24,20 +27,40 @@ def connect(config: RayConfig, code_root: Path) -> None:
         runtime_env = None if submitted else {"working_dir": str(code_root), "excludes": SHIPPING_EXCLUDES}
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
         return
+    with worker_environment(code_root):
+        ray.init(
+            address="local",  # a new instance even where `ray start` left one running: that one is named by RAY_ADDRESS
+            num_cpus=config.num_cpus or os.cpu_count(),
+            include_dashboard=config.include_dashboard,
+            dashboard_host=config.dashboard_host,
+            _node_ip_address=config.node_ip_address,
+        )
+
+
+@contextlib.contextmanager
+def worker_environment(code_root: Path):
+    """Around ray.init starting a local instance: what its workers find in their environment.
+
+    They inherit it from the raylet, which ray.init starts from this process; os.environ is as it was
+    again afterwards. Not given as the job's runtime_env: Ray starts every worker of a job that has
+    one through its runtime-env agent and never hands it one of the workers it prestarts, so each
+    actor took about 0.5 s longer to start (bench.actor_start), and a run starts about ten.
+    """
     # Local workers import this code by path; a submitted job ships it with --working-dir instead.
     pythonpath = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))
     # A machine of its own is never preempted: Ray Train's preemption watcher, a process started with every
     # run, would only take CPU from the model build (1.0 s of it on 2 cores: bench.startup_pairs, README "Startup").
-    watcher = os.environ.get(PREEMPTION_WATCHER, "0")
-    worker_env = {"PYTHONPATH": pythonpath, PREEMPTION_WATCHER: watcher}
-    ray.init(
-        address="local",  # a new instance even where `ray start` left one running: that one is named by RAY_ADDRESS
-        num_cpus=config.num_cpus or os.cpu_count(),
-        include_dashboard=config.include_dashboard,
-        dashboard_host=config.dashboard_host,
-        _node_ip_address=config.node_ip_address,
-        runtime_env={"env_vars": worker_env},
-    )
+    values = {"PYTHONPATH": pythonpath, PREEMPTION_WATCHER: os.environ.get(PREEMPTION_WATCHER, "0")}
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def node_resources() -> list[dict[str, float]]:

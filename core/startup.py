@@ -5,6 +5,8 @@ within clock synchronisation on a cluster.
 """
 from __future__ import annotations
 
+import importlib
+import threading
 import time
 
 import psutil
@@ -36,3 +38,19 @@ def phases(marks: dict[str, float]) -> dict[str, float]:
     if "first_step" in marks and "process_start" in marks:
         out["to_first_step_s"] = round(marks["first_step"] - marks["process_start"], 3)
     return out
+
+
+def import_in_background(modules: tuple[str, ...]) -> threading.Thread:
+    """Import these in a thread while this one waits on something else (Ray's start leaves the CPU idle
+    for seconds). Only for modules that import nothing the waiting code imports meanwhile: two threads
+    importing one module wait for each other, and a cycle between them hands one a half-made module.
+    A module that fails to import fails again, with its error, where the waiting thread imports it."""
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # raised again by the caller's own import of it, where it is handled
+                return
+    thread = threading.Thread(target=load, name="imports", daemon=True)
+    thread.start()
+    return thread

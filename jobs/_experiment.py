@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from cluster.connect import node_resources
+from cluster.connect import CODE_ROOT, node_resources
 from cluster.resources import ResourcePlan, shortfall
 from core import checkpoint, startup
 from core import run_dir as runs
@@ -32,7 +32,6 @@ from jobs import _signals
 from jobs._run_storage import (RUN_START_FILES, best_checkpoints, checkpoint_storage, copy_run, copy_run_files,
                                latest_or_logged, run_store)
 
-CODE_ROOT = Path(__file__).resolve().parent.parent
 _SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, and counts them all
 
 

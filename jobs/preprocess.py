@@ -13,11 +13,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from cluster.connect import connect
+from cluster.connect import CODE_ROOT, connect
 from core.config import ConfigError, RayConfig, SyntheticConfig
 from data_pipeline.shards import DatasetError
 from data_pipeline.storage import DataStore
-from jobs._experiment import CODE_ROOT
 
 USAGE_ERROR = 2
 

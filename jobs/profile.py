@@ -17,14 +17,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from cluster.connect import connect, node_resources
+from cluster.connect import CODE_ROOT, connect, node_resources
 from cluster.resources import PlanError, make_plan
 from core import profile_ledger
 from core.config import ConfigError, ExperimentConfig, load_config
 from core.environment import package_version
 from data_pipeline.shards import MANIFEST, DatasetError, read_manifest
 from data_pipeline.storage import DataStore
-from jobs._experiment import CODE_ROOT, prepare_data
+from jobs._experiment import prepare_data
 
 USAGE_ERROR = 2
 LEDGER = "profile_ledger.jsonl"

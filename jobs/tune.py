@@ -13,14 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from cluster.connect import connect, node_resources
+from cluster.connect import CODE_ROOT, connect, node_resources
 from cluster.resources import PlanError, make_plan
 from core.config import ConfigError, format_override, load_config
 from core.sweep_config import SweepConfig, load_sweep
 from core.sweep_results import write_results
 from data_pipeline.shards import DatasetError
 from jobs import _signals
-from jobs._experiment import CODE_ROOT, prepare_data
+from jobs._experiment import prepare_data
 
 USAGE_ERROR = 2
 SWEEP_FILE = "sweep.yaml"

@@ -15,6 +15,7 @@ from tests.ray_fixtures import REPO
 def connected(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv(PREEMPTION_WATCHER, raising=False)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     connect(RayConfig(num_cpus=1, include_dashboard=False), REPO)
     yield
     ray.shutdown()
@@ -25,8 +26,11 @@ def test_a_local_instance_imports_this_code_and_starts_no_preemption_watcher(con
     def worker_view():
         import cluster.connect as module
 
-        return os.environ.get(PREEMPTION_WATCHER), module.__file__
+        return os.environ.get(PREEMPTION_WATCHER), module.__file__, os.environ.get("PYTHONPATH")
 
-    watcher, module_file = ray.get(worker_view.remote())
+    watcher, module_file, pythonpath = ray.get(worker_view.remote())
     assert watcher == "0"  # Ray Train's controller reads it: a machine of its own is never preempted
-    assert module_file == str(REPO / "cluster" / "connect.py")
+    assert module_file == str(REPO / "cluster" / "connect.py") and pythonpath == f"{REPO}{os.pathsep}/elsewhere"
+    # The workers inherit it from the raylet: no runtime_env, which would keep Ray's prestarted workers from them.
+    assert ray.get_runtime_context().runtime_env == {}
+    assert PREEMPTION_WATCHER not in os.environ and os.environ["PYTHONPATH"] == "/elsewhere", "the driver's own is as it was"
