@@ -67,9 +67,10 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     """Train (or go on with a resumed run); return the run directory and its summary. A failed fit is recorded, not raised.
 
     startup_marks: the driver's core.startup marks so far; with rank 0's they become summary.json's "startup"."""
-    from data_pipeline.ray_data_start import start_stats_actor  # these imports cost seconds; a bad config should not wait for them
+    from data_pipeline import ray_data_start  # these imports cost seconds; a bad config should not wait for them
     from jobs._trainer import build_trainer
 
+    ray_data_start.start_actors()  # first: their processes start while the run directory is written
     if resume is None:
         run_dir = runs.create(config, CODE_ROOT, extra_env={"ray_cluster": ray.cluster_resources(), "plan": asdict(plan)})
     else:
@@ -82,7 +83,6 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     checkpoints = checkpoint_storage(config, run_dir)
     facts = {"status": "completed", "error": None, "checkpoint": None}
     marks = dict(startup_marks or {})
-    start_stats_actor()
     samples = SampleLogRef.beside_driver(run_dir.name, skipping=config.data.on_bad_sample == "skip")
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
                         config.data.on_bad_sample, samples)
