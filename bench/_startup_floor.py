@@ -27,9 +27,11 @@ def _enter(config: dict) -> None:
 
 def main(out: Path) -> None:
     MARKS["imports_done"] = time.time()
-    # Started as jobs.train starts the quickstart's (cluster.connect), so that the Ray start is the same in both.
+    # With the arguments jobs.train gives the quickstart's (cluster.connect), so that Ray starts the same
+    # processes in both; bare otherwise: no environment for the workers (this module's function travels
+    # by value), and Ray Train's preemption watcher on, as Ray has it.
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
-             _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": str(Path.cwd())}})
+             _node_ip_address="127.0.0.1")
     MARKS["ray_connected"] = time.time()
     entered = out / "entered"
     trainer = TorchTrainer(_enter, train_loop_config={"entered": str(entered)},
