@@ -14,7 +14,6 @@ a/b and a/c, and writes bench/results/ingest.json.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
@@ -23,7 +22,8 @@ import pyarrow.parquet as pq
 import torch
 
 from bench import _results
-from core.config import SyntheticConfig
+from cluster.connect import CODE_ROOT, connect
+from core.config import RayConfig, SyntheticConfig
 from data_pipeline.codec import ENCODINGS
 from data_pipeline.ray_reader import decode_images, read_split
 from data_pipeline.shards import shard_paths
@@ -102,8 +102,7 @@ def main() -> None:
     data_sets = _data_sets(args)
     disk = {encoding: sum(store.fs.size(store.path(p["path"])) for split in manifest["splits"].values() for p in split["shards"])
             for encoding, (store, manifest) in data_sets.items()}
-    ray.init(num_cpus=args.cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+    connect(RayConfig(num_cpus=args.cpus, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray
     from jobs._trainer import quiet_ray_data
 
     quiet_ray_data()

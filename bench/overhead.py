@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from bench import _results
-from core.config import OptimizerConfig, load_config
+from cluster.connect import CODE_ROOT, connect
+from core.config import OptimizerConfig, RayConfig, load_config
 from core.engine import train_epoch
 from core.optim import build_optimizer
 from core.tasks import build_task
@@ -120,8 +121,7 @@ def ray_train(args: argparse.Namespace) -> dict[str, float]:
 
     from jobs._trainer import quiet_ray_data
 
-    ray.init(num_cpus=args.threads, include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+    connect(RayConfig(num_cpus=args.threads, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray
     quiet_ray_data()
     try:
         TorchTrainer(_ray_worker, train_loop_config={**vars(args), "out": str(PASSES)},

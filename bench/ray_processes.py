@@ -26,6 +26,8 @@ import psutil
 
 from bench import _results
 from bench.overhead import _setup, engine_loop
+from cluster.connect import CODE_ROOT, connect
+from core.config import RayConfig
 
 HELPERS = ("PlacementGroupCleaner", "_AutoscalingCoordinatorActor", "DatasetManager", "PreemptionWatcher")
 MODES = ("as is", "helpers paused", "all paused")
@@ -90,8 +92,7 @@ def main() -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    ray.init(num_cpus=args.threads, include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+    connect(RayConfig(num_cpus=args.threads, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray
     try:
         TorchTrainer(_worker, train_loop_config={**vars(args), "driver": os.getpid()},
                      scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": args.threads}),
