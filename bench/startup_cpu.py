@@ -6,6 +6,9 @@ Runs the quickstart for one epoch while a thread reads every process's CPU time 
 left idle (core-seconds), and the core-seconds of each kind of process: Ray's actors and tasks by
 name (ray::RayTrainWorker, ray::SplitCoordinator, ...), the driver, and Ray's own daemons. A phase
 with no idle CPU is shortened only by taking work out of it; one with idle CPU can take work in.
+bench/results/startup_cpu.png shows the same samples over time: the cores each kind of process kept
+busy in every half second, the phases marked, so that a process running alone while a core idles
+(a start that waits on another) stands out.
 """
 from __future__ import annotations
 
@@ -20,7 +23,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import matplotlib
 import psutil
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from bench import _results
 from core.config import load_config
@@ -32,6 +39,8 @@ PHASES = ("imports_s", "ray_start_s", "data_check_s", "trainer_build_s", "worker
 INTERVAL_S = 0.25
 TICKS = os.sysconf("SC_CLK_TCK")
 DAEMONS = ("gcs_server", "raylet", "dashboard/agent.py", "dashboard/dashboard.py", "log_monitor.py", "monitor.py")
+PLOT_BIN_S = 0.5
+PLOT_KINDS = 12  # the busiest kinds get a colour each; the rest are drawn together
 
 
 def main() -> None:
@@ -43,7 +52,8 @@ def main() -> None:
     samples, startup, started = _sampled_run()
     phases = _split(samples, startup, started)
     _print(phases, args.top)
-    _results.write("startup_cpu", {"interval_s": INTERVAL_S, "startup": startup, "phases": phases})
+    path = _results.write("startup_cpu", {"interval_s": INTERVAL_S, "startup": startup, "phases": phases})
+    _plot(samples, startup, started, path.with_suffix(".png"))
 
 
 def _sampled_run() -> tuple[list[dict], dict[str, float], float]:
@@ -128,6 +138,38 @@ def _split(samples: list[dict], startup: dict[str, float], started: float) -> li
         phases.append({"phase": phase, "wall_s": round(end - begin, 2), "idle_core_s": round(idle, 2),
                        "kinds": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}})
     return phases
+
+
+def _plot(samples: list[dict], startup: dict[str, float], started: float, path: Path) -> None:
+    """Cores kept busy by each kind of process, per PLOT_BIN_S, from the process start to the first step."""
+    end = started + startup["to_first_step_s"]
+    bins = int((end - started) / PLOT_BIN_S) + 1
+    busy: dict[str, list[float]] = defaultdict(lambda: [0.0] * bins)
+    for before, after in zip(samples, samples[1:]):
+        if after["t"] >= end:
+            break
+        slot = int((after["t"] - started) / PLOT_BIN_S)
+        for name, ticks in after["ticks"].items():
+            busy[name.split(" [")[0]][slot] += max(0, ticks - before["ticks"].get(name, 0)) / TICKS / PLOT_BIN_S
+    ranked = sorted(busy, key=lambda kind: -sum(busy[kind]))
+    shown = {kind: busy[kind] for kind in ranked[:PLOT_KINDS]}
+    shown["the rest"] = [sum(busy[kind][i] for kind in ranked[PLOT_KINDS:]) for i in range(bins)]
+    figure, axes = plt.subplots(figsize=(13, 5))
+    colours = [*plt.get_cmap("tab20").colors[:len(shown) - 1], "lightgrey"]  # one each, the rest grey
+    axes.stackplot([i * PLOT_BIN_S for i in range(bins)], list(shown.values()), labels=list(shown), colors=colours, step="post")
+    axes.axhline(os.cpu_count(), color="black", linewidth=0.8)
+    at = 0.0
+    for phase in PHASES:
+        axes.axvline(at, color="grey", linestyle=":", linewidth=0.8)
+        axes.text(at + 0.05, os.cpu_count() * 1.03, phase[:-2].replace("_", " "), fontsize=8, rotation=90, va="bottom")
+        at += startup[phase]
+    axes.set(xlabel="seconds from the process start", ylabel="cores busy", xlim=(0, at), ylim=(0, os.cpu_count() * 1.4),
+             title="python -m jobs.train train.epochs=1: CPU by process, to the first optimizer step")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    print(f"written: {path}")
 
 
 def _print(phases: list[dict], top: int) -> None:
