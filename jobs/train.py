@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
     args = _parse(argv)
     run_code = startup.import_in_background(RUN_CODE)
     try:
+        resume = None
         if args.resume:
             run_code.join()  # the resume point is read with torch
-        resume = _resume_point(args) if args.resume else None
+            resume = _resume_point(args)
         config = resume.config if resume else load_config(args.config, args.overrides)
         if resume and _finished(resume):
             print(f"{resume.run_dir} already finished all its epochs; nothing to resume")
