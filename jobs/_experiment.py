@@ -114,9 +114,19 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         records, task.monitor, config.train.epochs, task.monitor_mode, **facts, wall_time_s=time.time() - started,
         run_dir=str(run_dir), data={"uri": store.uri, **{s: v["rows"] for s, v in manifest["splits"].items()}},
     )
-    runs.write_json(run_dir / runs.SUMMARY, summary)
+    if not summary_written_since(run_dir, started):
+        runs.write_json(run_dir / runs.SUMMARY, summary)
     copy_run(config, run_dir)
     return run_dir, summary
+
+
+def summary_written_since(run_dir: Path, started: float) -> bool:
+    """Whether someone else wrote the run's summary while it ran: only a sweep does, for a trial Tune ended
+    (jobs._sweep.write_trial_summaries). Tune can take the trial's placement group, and the run's Ray Train
+    controller with it, before the trial's own thread has failed for it; that thread's summary would then
+    overwrite the sweep's "completed" with the controller's death. A resumed run's older summary is rewritten."""
+    path = run_dir / runs.SUMMARY
+    return path.is_file() and path.stat().st_mtime >= started
 
 
 def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unreachable: str | None) -> str:

@@ -1,6 +1,8 @@
 """Sweeps end to end on tiny data: every trial is a 2-worker Ray Train run inside a Tune trial."""
 import csv
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from core.config import load_config
 from core.sweep_config import load_sweep
 from data_pipeline.shards import read_manifest
 from data_pipeline.storage import DataStore
-from jobs import _sweep, tune
+from jobs import _experiment, _sweep, tune
 from tests.ray_fixtures import local_ray_with_dashboard  # noqa: F401  (fixture)
 from tests.sweep_files import FRACTIONAL, sweep_file
 
@@ -108,3 +110,17 @@ def test_a_trial_ended_by_tune_gets_its_sweep_row_as_summary(tiny_dataset, tmp_p
     else:
         assert summary["status"] == expected and summary["error"] is None
         assert summary["epochs_completed"] == 2 and summary["best"]["epoch"] == 2 and summary["wall_time_s"] == 12.5
+
+
+def test_a_trial_run_keeps_the_summary_its_sweep_wrote_while_it_failed(tmp_path):
+    """Tune may take a trial's placement group before the trial's thread is done: the sweep writes the trial's summary,
+    and the thread, failing late, must not write the controller's death over it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    before = time.time() - 60
+    assert not _experiment.summary_written_since(run_dir, before)
+    (run_dir / "summary.json").write_text("{}")
+    os.utime(run_dir / "summary.json", (before - 1, before - 1))
+    assert not _experiment.summary_written_since(run_dir, before), "a resumed run rewrites its older summary"
+    os.utime(run_dir / "summary.json", (before + 1, before + 1))
+    assert _experiment.summary_written_since(run_dir, before)
