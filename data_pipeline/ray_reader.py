@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 import zlib
 from typing import Any
 
@@ -30,20 +29,26 @@ DECODED = {"rgb": ((3,), np.uint8), "labels": ((), np.uint8), "depth": ((), np.f
 _IDENTITY = (PATH, "sample_id")
 SAMPLE_KEY_BYTES = np.dtype(np.int64).itemsize
 TASK_BYTES = 256 * 2**20
+# bench.ingest, two runs: over a 300 MB epoch, 16 MB blocks streamed fastest (4.5 MB at 0.61 and 0.84 of
+# their speed, 64 MB at 0.55 and 0.74); over a 75 MB epoch 64 MB, one block per task, was faster (1.30x, 1.42x).
+BLOCK_BYTES = 16 * 2**20
 
 
 def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: list[str], task_cpus: float,
-               tasks_at_once: int, rules: SampleRules | None = None) -> ray.data.Dataset:
-    """tasks_at_once: how many read tasks the CPUs given to data run side by side."""
+               tasks_at_once: int, rules: SampleRules | None = None, block_bytes: int = BLOCK_BYTES) -> ray.data.Dataset:
+    """tasks_at_once: how many read tasks the CPUs given to data run side by side; block_bytes: decoded rows
+    per block, as bytes (see BLOCK_BYTES)."""
     unknown = sorted(set(columns) - set(DECODERS))
     if unknown:
         raise ValueError(f"no decoder for columns {unknown}; decodable columns: {sorted(DECODERS)}")
     paths = shard_paths(store, manifest, split)
     shards = manifest["splits"][split]["shards"]
+    row_bytes = decoded_row_bytes(columns, tuple(manifest["image_size"]))
+    rows = max(1, block_bytes // row_bytes)
     source = ShardDatasource(store.arrow_fs(), paths, shards, [*columns, "sample_id"],
-                             functools.partial(decode_images, rules=rules))
+                             functools.partial(decode_images, rules=rules), rows)
     dataset = ray.data.read_datasource(source, num_cpus=task_cpus, override_num_blocks=read_tasks(shards, tasks_at_once))
-    dataset.context.target_max_block_size = shard_block_bytes(shards, columns, tuple(manifest["image_size"]))
+    dataset.context.target_max_block_size = block_target(rows * row_bytes)
     return dataset
 
 
@@ -52,8 +57,8 @@ def read_tasks(shards: list[dict[str, Any]], tasks_at_once: int) -> int:
 
     Ray Data's scheduler notices a finished task only when every running task has output ready or a
     tenth of a second has passed, so each task ended can leave a CPU idle for that long: with tasks
-    of 16 MB, bench.ingest's passes ran at 0.70-0.87 of a DataLoader's speed. Tasks stream a block per
-    shard, so a long task delays neither the first batch nor memory; TASK_BYTES bounds what a retry
+    of 16 MB, bench.ingest's passes ran at 0.70-0.87 of a DataLoader's speed. Tasks stream blocks of
+    BLOCK_BYTES, so a long task delays neither the first batch nor memory; TASK_BYTES bounds what a retry
     redoes and what preserve_order holds back. A shard whose size the manifest does not give
     (written before it did) counts as a task.
     """
@@ -61,15 +66,18 @@ def read_tasks(shards: list[dict[str, Any]], tasks_at_once: int) -> int:
     return min(len(shards), tasks_at_once * math.ceil(total / (tasks_at_once * TASK_BYTES)))
 
 
-def shard_block_bytes(shards: list[dict[str, Any]], columns: list[str], image_size: tuple[int, int]) -> int:
-    """The block size at which Ray Data hands on a typical decoded shard as one block.
+def decoded_row_bytes(columns: list[str], image_size: tuple[int, int]) -> int:
+    return SAMPLE_KEY_BYTES + sum(math.prod(_decoded_shape(name, image_size)) * np.dtype(_decoded_type(name)).itemsize
+                                  for name in columns)
 
-    Ray Data gathers a task's output until it exceeds this size, and slices a block of 1.5 times
-    it; a shard of the median row count, decoded, falls midway between the two.
+
+def block_target(block_bytes: int) -> int:
+    """The target_max_block_size at which Ray Data hands on each block a read task yields as it is.
+
+    Ray Data gathers a task's output until it exceeds the target, and slices a block of 1.5 times
+    it; a block of block_bytes falls midway between the two.
     """
-    row_bytes = SAMPLE_KEY_BYTES + sum(math.prod(_decoded_shape(name, image_size)) * np.dtype(_decoded_type(name)).itemsize
-                                       for name in columns)
-    return int(statistics.median(shard["rows"] for shard in shards) * row_bytes / math.sqrt(1.5))
+    return int(block_bytes / math.sqrt(1.5))
 
 
 def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None) -> dict[str, np.ndarray]:

@@ -6,8 +6,11 @@ spent 0.9 s of its start waiting on those tasks. The manifest already holds ever
 and encoded size, and the driver has checked every footer against it (data_pipeline.validate), so
 here planning is arithmetic and the files are opened once, by the task that reads them.
 
-A read task decodes each shard as it reads it and hands it on as one block, so a task of many
-shards streams: its first block reaches the consumer after one shard, not after the whole task.
+A read task hands its rows on in blocks of a fixed row count, decoding each as it goes: blocks span
+shards of a few rows, and cut shards of many. Ray Data pays per block on the consumer's side
+(bench.ingest: 128-row blocks of 4.7 MB streamed at 0.83 of the speed of 512-row ones), and a shard
+preprocessed to its 256 MB target could decode to a gigabyte; a block of bounded size costs neither.
+A task of many shards still streams: its first block reaches the consumer after one block's rows.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import functools
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs
 import pyarrow.parquet as pq
 from ray.data import Datasource, ReadTask
@@ -26,12 +30,12 @@ Decode = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 class ShardDatasource(Datasource):
     def __init__(self, filesystem: pyarrow.fs.FileSystem, paths: list[str], shards: list[dict[str, Any]], columns: list[str],
-                 decode: Decode):
+                 decode: Decode, block_rows: int):
         """paths: the shards as the filesystem names them, in the manifest's order; shards: their manifest entries;
-        decode: turns a shard's columns (and its PATH column) into the block's columns."""
+        decode: turns a block's columns (and its PATH column) into the block's decoded columns."""
         super().__init__()
         self._filesystem, self._paths, self._shards, self._columns = filesystem, paths, shards, columns
-        self._decode = decode
+        self._decode, self._block_rows = decode, block_rows
 
     def get_name(self) -> str:
         return "Shards"
@@ -50,14 +54,33 @@ class ShardDatasource(Datasource):
         sizes = [self._shards[i].get("bytes") for i in indices]
         metadata = BlockMetadata(num_rows=sum(self._shards[i]["rows"] for i in indices),
                                  size_bytes=None if None in sizes else sum(sizes), input_files=paths, exec_stats=None)
-        read = functools.partial(read_shards, self._filesystem, paths, self._columns, self._decode)
+        read = functools.partial(read_shards, self._filesystem, paths, self._columns, self._decode, self._block_rows)
         return ReadTask(read, metadata, per_task_row_limit=per_task_row_limit)
 
 
-def read_shards(filesystem: pyarrow.fs.FileSystem, paths: list[str], columns: list[str], decode: Decode) -> Iterator[Block]:
-    """Each shard's columns, with every row's shard path, decoded as one batch into one block."""
-    for path in paths:
-        table = pq.read_table(path, columns=columns, filesystem=filesystem)
-        batch = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-        batch[PATH] = np.full(table.num_rows, path, dtype=object)
-        yield BlockAccessor.batch_to_block(decode(batch))
+def read_shards(filesystem: pyarrow.fs.FileSystem, paths: list[str], columns: list[str], decode: Decode,
+                block_rows: int) -> Iterator[Block]:
+    """The shards' columns, with every row's shard path, decoded in blocks of block_rows rows (the last one fewer)."""
+    shards = (_with_paths(pq.read_table(path, columns=columns, filesystem=filesystem), path) for path in paths)
+    for table in _in_rows(shards, block_rows):
+        yield BlockAccessor.batch_to_block(decode({name: table.column(name).to_numpy(zero_copy_only=False)
+                                                   for name in table.column_names}))
+
+
+def _with_paths(table: pa.Table, path: str) -> pa.Table:
+    return table.append_column(PATH, pa.array(np.full(table.num_rows, path, dtype=object), pa.string()))
+
+
+def _in_rows(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """The tables' rows, in order, as tables of `rows` rows and a last one of what is left."""
+    held: list[pa.Table] = []
+    count = 0
+    for table in tables:
+        held.append(table)
+        count += table.num_rows
+        while count >= rows:
+            merged = pa.concat_tables(held)
+            yield merged.slice(0, rows)
+            held, count = [merged.slice(rows)], count - rows
+    if count:
+        yield pa.concat_tables(held)

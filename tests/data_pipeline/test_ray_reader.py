@@ -1,4 +1,4 @@
-"""Ray Data reads a split with all the CPUs it was given from the start of every execution, in long tasks that stream a block per shard."""
+"""Ray Data reads a split with all the CPUs it was given from the start of every execution, in long tasks that stream blocks of a set size."""
 from __future__ import annotations
 
 import math
@@ -6,10 +6,13 @@ import os
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from core.sample_key import SAMPLE_KEY
-from data_pipeline.ray_reader import TASK_BYTES, read_split, read_tasks, shard_block_bytes
+from data_pipeline.ray_reader import TASK_BYTES, decoded_row_bytes, read_split, read_tasks
+from data_pipeline.shard_datasource import PATH, read_shards
+from data_pipeline.shards import shard_paths
 from data_pipeline.storage import DataStore
 from data_pipeline.synthetic import generate
 from tests.conftest import TINY_DATA
@@ -29,12 +32,13 @@ def eight_shards(local_ray, tmp_path_factory):  # noqa: F811
 
 
 def _stamped_split(store, manifest):
-    return read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2).map_batches(
+    rows_per_shard = manifest["splits"]["train"]["shards"][0]["rows"]
+    return _split_in_blocks_of(store, manifest, rows_per_shard).map_batches(
         _stamped, batch_format="numpy", batch_size=None, num_cpus=1.0)
 
 
 def _stamped(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Runs fused into the read task, once per block: which process did the block's work, and when."""
+    """Runs fused into the read task, once per block (a shard's rows): which process did the block's work, and when."""
     start = time.time()
     time.sleep(BLOCK_S)
     rows = len(batch["rgb"])
@@ -61,16 +65,30 @@ def test_a_fresh_execution_runs_its_read_tasks_side_by_side_from_the_first(eight
         assert second[0] < first[1], f"the second read task started {second[0] - first[1]:.2f} s after the first ended"
 
 
-def test_each_shard_reaches_the_consumer_as_a_block_of_its_own(eight_shards):
+def _split_in_blocks_of(store, manifest, rows):
+    block_bytes = rows * decoded_row_bytes(["rgb"], tuple(manifest["image_size"]))
+    return read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2, block_bytes=block_bytes)
+
+
+def test_blocks_reach_the_consumer_with_the_rows_asked_for_across_and_within_shards(eight_shards):
     store, manifest = eight_shards
     shards = manifest["splits"]["train"]["shards"]
-    assert len(shards) == 8 and all(0 < shard["bytes"] < TASK_BYTES for shard in shards)
-    assert read_tasks(shards, tasks_at_once=2) == 2, "two tasks of four shards"
-    blocks = list(read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2)
-                  .iter_batches(batch_size=None, batch_format="numpy"))
-    assert sorted(len(block["rgb"]) for block in blocks) == sorted(shard["rows"] for shard in shards)
+    assert [shard["rows"] for shard in shards] == [2] * 8 and read_tasks(shards, tasks_at_once=2) == 2
+    blocks = list(_split_in_blocks_of(store, manifest, 3).iter_batches(batch_size=None, batch_format="numpy"))
+    assert sorted(len(block["rgb"]) for block in blocks) == [2, 2, 3, 3, 3, 3], "each task of 8 rows: 3 + 3 + 2"
     keys = np.concatenate([block[SAMPLE_KEY] for block in blocks])
     assert len(keys) == len(set(keys)) == manifest["splits"]["train"]["rows"]
+
+
+def test_a_block_keeps_each_row_beside_the_shard_it_came_from(eight_shards):
+    store, manifest = eight_shards
+    paths = shard_paths(store, manifest, "train")[:3]
+    blocks = list(read_shards(store.arrow_fs(), paths, ["sample_id"], lambda batch: batch, block_rows=4))
+    assert [block.num_rows for block in blocks] == [4, 2]
+    read = [(row[PATH], row["sample_id"]) for block in blocks for row in block.to_pylist()]
+    expected = [(path, sample_id) for path in paths
+                for sample_id in pq.read_table(path, columns=["sample_id"], filesystem=store.arrow_fs())["sample_id"].to_pylist()]
+    assert read == expected
 
 
 def test_read_tasks_come_in_whole_rounds_of_about_task_bytes():
@@ -80,10 +98,3 @@ def test_read_tasks_come_in_whole_rounds_of_about_task_bytes():
     assert read_tasks([{"bytes": 2 * TASK_BYTES}] * 5, tasks_at_once=1) == 5
     assert read_tasks([{"rows": 8}] * 5, tasks_at_once=1) == 5, "a shard of unknown size is a task of its own"
     assert read_tasks([{"bytes": 10}], tasks_at_once=4) == 1
-
-
-def test_a_decoded_shard_of_median_rows_falls_between_merging_and_slicing():
-    shards = [{"rows": 128}] * 3 + [{"rows": 5}]
-    target = shard_block_bytes(shards, ["rgb", "labels", "depth"], (96, 96))
-    decoded = 128 * (96 * 96 * (3 + 1 + 4) + 8)
-    assert target < decoded < 1.5 * target
