@@ -1,15 +1,17 @@
-"""python -m bench.ingest [--samples N] [--image-size S] [--repeats R] [--reads K ...]: decode throughput of the data pipeline.
+"""python -m bench.ingest [--samples N] [--image-size S] [--repeats R] [--reads K] [--block-mb MB ...]: decode throughput of the data pipeline.
 
 Samples/s over the same shards (RGB + labels) into torch batches of 32 for
   (a) Ray Data streaming decode (data_pipeline.ray_reader.read_split, exactly as training reads),
   (b) a torch DataLoader with the same decode and as many worker processes as Ray Data gets CPUs,
-  (c) pyarrow read plus decode in this one process (the floor any pipeline pays),
+      each worker decoding a shard at a time and sending batches,
+  (c) pyarrow read plus the same decode in this one process (the floor any pipeline pays),
 each over shards with images stored as .npy and as PNG, and each for epochs that read the
 shards once and --reads times over (an epoch as long as a data set that many times larger: each
 epoch pays once for starting, a Ray Data execution or the DataLoader's worker processes). Ray
 Data's first pass in a fresh Ray instance (starting its workers and internal actors) is timed
-apart and left out of the medians. Prints a table of medians over --repeats runs with the ratios
-a/b and a/c, and writes bench/results/ingest.json.
+apart and left out of the medians. --block-mb adds Ray Data at other block sizes than the
+default (data_pipeline.ray_reader.BLOCK_BYTES), over the .npy shards. Prints a table of medians
+over --repeats runs with the ratios a/b and a/c, and writes bench/results/ingest.json.
 """
 from __future__ import annotations
 
@@ -25,17 +27,18 @@ from bench import _results
 from cluster.connect import CODE_ROOT, connect
 from core.config import RayConfig, SyntheticConfig
 from data_pipeline.codec import ENCODINGS
-from data_pipeline.ray_reader import decode_images, read_split
+from data_pipeline.ray_reader import BLOCK_BYTES, decode_images, read_split
 from data_pipeline.shards import shard_paths
 from data_pipeline.storage import DataStore
 from data_pipeline.synthetic import ensure_dataset
 
 COLUMNS = ["rgb", "labels"]
+READ = [*COLUMNS, "sample_id"]  # as read_split reads them: each row's id becomes the key augmentation seeds by
 BATCH = 32
 
 
-def ray_data(store: DataStore, manifest: dict, cpus: int) -> int:
-    dataset = read_split(store, manifest, "train", COLUMNS, task_cpus=1.0, tasks_at_once=cpus)
+def ray_data(store: DataStore, manifest: dict, cpus: int, block_bytes: int = BLOCK_BYTES) -> int:
+    dataset = read_split(store, manifest, "train", COLUMNS, task_cpus=1.0, tasks_at_once=cpus, block_bytes=block_bytes)
     return sum(len(batch["rgb"]) for batch in dataset.iter_torch_batches(batch_size=BATCH))
 
 
@@ -58,14 +61,18 @@ def dataloader(paths: list[str], cpus: int) -> int:
 
 
 def single_process(paths: list[str]) -> int:
-    return sum(len(batch["rgb"]) for path in paths for batch in _decoded_batches(path))
+    return sum(len(batch["rgb"]) for path in paths for batch in _decoded_batches(path, own_storage=False))
 
 
-def _decoded_batches(path: str):
-    table = pq.read_table(path, columns=COLUMNS)
+def _decoded_batches(path: str, own_storage: bool = True):
+    """A shard decoded at once, as a read task decodes a block, in batches. own_storage: each batch is copied
+    out, so that a DataLoader worker sends its batch's bytes, not the whole shard's, through shared memory."""
+    table = pq.read_table(path, columns=READ)
+    decoded = decode_images({name: table.column(name).to_numpy(zero_copy_only=False) for name in READ})
+    tensors = {name: torch.from_numpy(values) for name, values in decoded.items()}
     for start in range(0, table.num_rows, BATCH):
-        chunk = {name: np.array(table.column(name).slice(start, BATCH).to_pylist(), dtype=object) for name in COLUMNS}
-        yield {name: torch.from_numpy(values) for name, values in decode_images(chunk).items()}
+        yield {name: values[start:start + BATCH].clone() if own_storage else values[start:start + BATCH]
+               for name, values in tensors.items()}
 
 
 def _epoch(manifest: dict, reads: int) -> dict:
@@ -96,6 +103,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs for Ray Data, and DataLoader worker processes")
     parser.add_argument("--reads", type=int, default=4, help="the longer epoch reads the shards this many times")
+    parser.add_argument("--block-mb", type=float, nargs="*", default=[], help="Ray Data also at these block sizes (MB)")
     args = parser.parse_args()
     import ray
 
@@ -117,6 +125,10 @@ def main() -> None:
                 figures.setdefault(f"a: Ray Data, {tag}", []).append(_timed(ray_data, store, manifest, args.cpus))
                 figures.setdefault(f"b: DataLoader, {tag}", []).append(_timed(dataloader, paths, args.cpus))
                 figures.setdefault(f"c: one process, {tag}", []).append(_timed(single_process, paths))
+                if encoding == "npy":
+                    for mb in args.block_mb:
+                        figures.setdefault(f"a: {mb:g} MB blocks, {tag}", []).append(
+                            _timed(ray_data, store, manifest, args.cpus, int(mb * 2**20)))
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     ray.shutdown()
     medians = {name: statistics.median(values) for name, values in figures.items()}
@@ -130,12 +142,12 @@ def main() -> None:
     ratios["npy/png (one process)"] = medians["c: one process, npy x1"] / medians["c: one process, png x1"]
     _print(args, figures, medians, ratios, first_pass, disk)
     _results.write("ingest", {"settings": vars(args), "runs": figures, "medians": medians, "ratios": ratios,
-                              "ray_data_first_pass": first_pass, "bytes_on_disk": disk})
+                              "ray_data_first_pass": first_pass, "bytes_on_disk": disk, "block_bytes": BLOCK_BYTES})
 
 
 def _print(args, figures, medians, ratios, first_pass, disk) -> None:
     print(f"\n{args.samples} samples, {args.image_size}x{args.image_size} RGB + labels, batches of {BATCH}, {args.cpus} CPUs, "
-          f"median of {args.repeats}; xK: an epoch reads the shards K times")
+          f"Ray Data's blocks {BLOCK_BYTES / 2**20:g} MB, median of {args.repeats}; xK: an epoch reads the shards K times")
     print(f"{'pipeline':<30}{'samples/s':>12}   runs")
     for name, values in figures.items():
         print(f"{name:<30}{medians[name]:>12.0f}   {', '.join(f'{v:.0f}' for v in values)}")
