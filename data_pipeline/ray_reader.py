@@ -82,15 +82,38 @@ def block_target(block_bytes: int) -> int:
 
 def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None) -> dict[str, np.ndarray]:
     """Decoded image columns; with rules, bad samples raise or are left out (see SampleRules.reject)."""
-    paths, ids = batch.get(PATH), batch.get("sample_id")
+    ids = batch.get("sample_id")
     images = {name: values for name, values in batch.items() if name not in _IDENTITY}
-    at_once = {name: codec.decode_column(values, depth=name in codec.DEPTH_COLUMNS)
-               for name, values in images.items() if name in IMAGES}
+    at_once = {name: _column_at_once(name, values) for name, values in images.items()}
+    if all(column is not None for column in at_once.values()) and (rules is None or rules.batch_passes(
+            {name: column for name, column in at_once.items() if name in IMAGES})):
+        decoded, kept_ids = at_once, ids
+    else:
+        decoded, kept_ids = _decode_rows(batch, images, at_once, rules)
+    if ids is not None:  # strings cannot become tensors; augmentation seeds each sample by this number
+        decoded[SAMPLE_KEY] = np.array([zlib.crc32(str(sample_id).encode()) for sample_id in kept_ids], dtype=np.int64)
+    return decoded
+
+
+def _column_at_once(name: str, values: np.ndarray) -> np.ndarray | None:
+    """The column decoded and stacked in one go, or None where a row needs decoding alone (see codec.decode_column)."""
+    if name in IMAGES:
+        return codec.decode_column(values, depth=name in codec.DEPTH_COLUMNS)
+    try:
+        return np.stack([DECODERS[name](value) for value in values])
+    except (TypeError, ValueError):  # a null or a malformed row: the row-by-row decode names it
+        return None
+
+
+def _decode_rows(batch: dict[str, np.ndarray], images: dict[str, np.ndarray], at_once: dict[str, np.ndarray | None],
+                 rules: SampleRules | None) -> tuple[dict[str, np.ndarray], list]:
+    """Sample by sample, to name (or leave out) each bad one: the decoded columns, and the ids of the rows kept."""
+    paths, ids = batch.get(PATH), batch.get("sample_id")
     kept: dict[str, list[np.ndarray]] = {name: [] for name in images}
-    keys: list[int] = []
+    kept_ids = []
     for index in range(len(next(iter(images.values())))):
         try:
-            sample = {name: DECODERS[name](values[index]) if at_once.get(name) is None else at_once[name][index]
+            sample = {name: DECODERS[name](values[index]) if at_once[name] is None else at_once[name][index]
                       for name, values in images.items()}
         except Exception as err:  # PIL names a broken PNG in several ways
             sample, problem = None, f"an image does not decode ({type(err).__name__}: {err})"
@@ -100,15 +123,12 @@ def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None
             for name, image in sample.items():
                 kept[name].append(image)
             if ids is not None:
-                keys.append(zlib.crc32(str(ids[index]).encode()))
+                kept_ids.append(ids[index])
         elif rules is None:
             raise ValueError(problem)
         else:
             rules.reject(str(paths[index]), str(ids[index]), problem)
-    decoded = {name: np.stack(values) if values else _empty(name, rules) for name, values in kept.items()}
-    if ids is not None:  # strings cannot become tensors; augmentation seeds each sample by this number
-        decoded[SAMPLE_KEY] = np.array(keys, dtype=np.int64)
-    return decoded
+    return {name: np.stack(values) if values else _empty(name, rules) for name, values in kept.items()}, kept_ids
 
 
 def _empty(name: str, rules: SampleRules) -> np.ndarray:

@@ -59,18 +59,30 @@ def _check_footer(store: DataStore, shard: dict[str, Any], columns: list[str]) -
 
 def sample_problem(sample: dict[str, np.ndarray], image_size: tuple[int, int], num_classes: int, ignore_index: int) -> str | None:
     """What is wrong with one decoded sample, or None."""
+    return _problem(sample, image_size, num_classes, ignore_index, first_axis=0)
+
+
+def batch_has_problem(batch: dict[str, np.ndarray], image_size: tuple[int, int], num_classes: int, ignore_index: int) -> bool:
+    """Whether a sample of a stacked batch (samples along the first axis) has a problem; sample_problem says which."""
+    return _problem(batch, image_size, num_classes, ignore_index, first_axis=1) is not None
+
+
+def _problem(images: dict[str, np.ndarray], image_size: tuple[int, int], num_classes: int, ignore_index: int,
+             first_axis: int) -> str | None:
+    """first_axis: where height and width start in each array's shape; the value checks hold element-wise."""
     height, width = image_size
-    for name, image in sample.items():
-        if image.shape[:2] != (height, width):
-            return f"{name} is {image.shape[0]}x{image.shape[1]}, the data set's images are {height}x{width}"
-    if "labels" in sample:
-        labels = sample["labels"]
+    for name, image in images.items():
+        found = image.shape[first_axis:first_axis + 2]
+        if found != (height, width):
+            return f"{name} is {'x'.join(map(str, found))}, the data set's images are {height}x{width}"
+    if "labels" in images:
+        labels = images["labels"]
         wrong = (labels >= num_classes) & (labels != ignore_index)
         if wrong.any():
             return (f"label ids {sorted(np.unique(labels[wrong]).tolist())[:5]} are outside the class table "
                     f"(0..{num_classes - 1}, or {ignore_index} for unlabelled)")
     for name in ("depth", "sparse_depth"):
-        if name in sample and not (np.isfinite(sample[name]).all() and (sample[name] >= 0).all()):
+        if name in images and not (np.isfinite(images[name]).all() and (images[name] >= 0).all()):
             return f"{name} has non-finite or negative values"
     return None
 
@@ -88,6 +100,9 @@ class SampleRules:
 
     def problem(self, sample: dict[str, np.ndarray]) -> str | None:
         return sample_problem(sample, self.image_size, self.num_classes, self.ignore_index)
+
+    def batch_passes(self, batch: dict[str, np.ndarray]) -> bool:
+        return not batch_has_problem(batch, self.image_size, self.num_classes, self.ignore_index)
 
     def reject(self, shard: str, sample_id: str, reason: str) -> None:
         """shard: as the store's filesystem names it. Raise (on_bad "error"), or log the skip (on_bad "skip")."""

@@ -79,11 +79,11 @@ def test_row_count_that_disagrees_with_the_manifest_is_named(dataset):
         _check(dataset)
 
 
-def _batch_with(dataset, row: int, **images):
-    """The first shard as a decode batch, with the given columns of one row replaced by these arrays' PNGs."""
+def _batch_with(dataset, row: int, encoding: str = "png", **images):
+    """The first shard as a decode batch, with the given columns of one row replaced by these arrays, encoded."""
     table = pq.read_table(dataset / SHARD, columns=COLUMNS).to_pydict()
     for name, value in images.items():
-        table[name][row] = value if isinstance(value, bytes) else codec.encode_png(value)
+        table[name][row] = value if isinstance(value, bytes) else codec.encode_image(value, encoding)
     batch = {name: np.array(values, dtype=object) for name, values in table.items()}
     batch["path"] = np.array([str(dataset / SHARD)] * len(table["sample_id"]), dtype=object)
     return batch, table["sample_id"][row]
@@ -102,6 +102,27 @@ def test_bad_sample_is_named_by_shard_row_and_sample_id(dataset, images, reason)
     batch, sample_id = _batch_with(dataset, 5, **images)
     with pytest.raises(DatasetError, match=f"shard {dataset / SHARD}, row 5, sample {sample_id}: {reason}"):
         decode_images(batch, _rules(dataset))
+
+
+def test_a_bad_sample_among_rows_that_decode_as_one_array_is_named(dataset):
+    """.npy rows of one shape decode a column at a time; the checks then run on the whole batch first."""
+    batch, sample_id = _batch_with(dataset, 3, encoding="npy", labels=np.full((32, 32), 9, np.uint8))
+    assert all(codec.decode_column(batch[name]) is not None for name in ("rgb", "labels"))
+    with pytest.raises(DatasetError, match=f"shard {dataset / SHARD}, row 3, sample {sample_id}: label ids \\[9\\]"):
+        decode_images(batch, _rules(dataset))
+
+
+def test_a_good_batch_decodes_as_its_rows_decode_one_by_one(dataset):
+    batch, _ = _batch_with(dataset, 0)
+    assert codec.decode_column(batch["rgb"]) is not None, "the shard's rows decode as one array"
+    intrinsics = np.arange(9, dtype=np.float64) + np.arange(len(batch["rgb"]))[:, None]
+    batch["intrinsics"] = np.empty(len(intrinsics), dtype=object)
+    for row, values in enumerate(intrinsics):
+        batch["intrinsics"][row] = list(values)
+    decoded = decode_images(batch, _rules(dataset))
+    for name in ("rgb", "labels"):
+        assert np.array_equal(decoded[name], np.stack([codec.decode_image(value) for value in batch[name]]))
+    assert decoded["intrinsics"].dtype == np.float32 and np.array_equal(decoded["intrinsics"], intrinsics.reshape(-1, 3, 3))
 
 
 def test_non_finite_or_negative_depth_is_a_bad_sample(dataset):
