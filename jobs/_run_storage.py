@@ -73,32 +73,33 @@ def copy_run(config: ExperimentConfig, run_dir: Path) -> None:
               f"it is complete in {run_dir}", file=sys.stderr)
 
 
-def fetch_run(uri: str, endpoint_url: str | None) -> Path:
-    """A run stored with output.storage, copied from its S3 folder into output.root, so that --resume can go on with it
-    on a machine that never held its run directory (the driver's machine is gone). Returns the local run directory."""
+def fetch_run(uri: str, endpoint_url: str | None, command: str = "--resume") -> Path:
+    """A run stored with output.storage, copied from its S3 folder into output.root, so that a machine that never held
+    its run directory (the driver's machine is gone) can go on with it or evaluate it. Returns the local run directory.
+    command: what was given the folder, as the errors name it (the way to go on with a local copy follows it)."""
     remote = DataStore.at(uri, endpoint_url, retry_s=10.0)
     try:
         found = remote.exists("config.yaml")
     except Exception as err:  # s3fs raises botocore's errors as they come: no credentials, an endpoint that is not there
-        raise ValueError(f"--resume {uri}: S3 did not answer ({type(err).__name__}: {err}); check --endpoint-url and "
+        raise ValueError(f"{command} {uri}: S3 did not answer ({type(err).__name__}: {err}); check --endpoint-url and "
                          "the AWS credentials in the environment") from None
     if not found:
-        raise ValueError(f"--resume {uri}: holds no config.yaml; give the S3 folder of a run, OUTPUT_STORAGE/RUN_NAME, "
+        raise ValueError(f"{command} {uri}: holds no config.yaml; give the S3 folder of a run, OUTPUT_STORAGE/RUN_NAME, "
                          "where OUTPUT_STORAGE is the run's output.storage")
     config = validate(yaml.safe_load(remote.read_bytes("config.yaml")), source=remote.display("config.yaml"))
     name = posixpath.basename(remote.uri)
     stored_at = run_store(config, Path(name))
     if stored_at is None or stored_at.uri != remote.uri:
-        raise ValueError(f"--resume {uri}: its config.yaml has output.storage={config.output.storage}, so its "
+        raise ValueError(f"{command} {uri}: its config.yaml has output.storage={config.output.storage}, so its "
                          f"checkpoints are not in this folder; give {stored_at.uri if stored_at else 'a run directory'}")
     local = Path(config.output.root) / name
     if local.exists():
-        raise ValueError(f"--resume {uri}: {local} already exists on this machine; its files are the ones the S3 folder "
-                         f"holds copies of, so go on with --resume {local}")
+        raise ValueError(f"{command} {uri}: {local} already exists on this machine; its files are the ones the S3 folder "
+                         f"holds copies of, so go on with {command} {local}")
     partial = local.with_name(f".{name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for file in RUN_FILES:
+    for file in [*RUN_FILES, runs.SUMMARY]:
         if remote.exists(file):
             remote.fs.get(remote.path(file), str(partial / file), recursive=True)
     restored = _restore_lost_records(partial, checkpoint_storage(config, Path(name)))

@@ -1,10 +1,12 @@
-"""python -m jobs.evaluate RUN_DIR_OR_CHECKPOINT [--split val] [--export DIR]: score a trained model on a split.
+"""python -m jobs.evaluate RUN_DIR_OR_CHECKPOINT|S3_FOLDER [--split val] [--export DIR]: score a trained model on a split.
 
 Takes a run directory (its summary's checkpoint) or one checkpoint folder inside it, rebuilds the
 model from the run's config.yaml, and scores the split in this process, without Ray. Writes
 RUN_DIR/eval_SPLIT/: metrics.json (the task's metrics and baselines), table.md (one row per metric,
 per class for segmentation), previews/*.png; prints the table. --export DIR writes the predictions
-in the benchmark's format (see data_pipeline.export).
+in the benchmark's format (see data_pipeline.export). A run stored with output.storage can be
+evaluated from its S3 folder (s3://.../RUN_NAME, --endpoint-url for MinIO) on a machine that never
+held it: its run files are copied into output.root first, as jobs.train --resume does.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from data_pipeline.export import PredictionExport
 from data_pipeline.local_reader import split_batches
 from data_pipeline.shards import DatasetError, read_manifest
 from data_pipeline.storage import S3, DataStore
-from jobs._run_storage import checkpoint_store
+from jobs._run_storage import checkpoint_store, fetch_run
 from jobs.train import USAGE_ERROR
 
 CPU = torch.device("cpu")
@@ -35,7 +37,8 @@ CPU = torch.device("cpu")
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
-        run_dir, folder = _locate(args.target)
+        target = fetch_run(args.target, args.endpoint_url, "jobs.evaluate") if args.target.startswith(S3) else Path(args.target)
+        run_dir, folder = _locate(target)
         config = load_config(run_dir / "config.yaml")
         store = DataStore.at(config.data.uri, config.data.endpoint_url)
         manifest = read_manifest(store)
@@ -103,11 +106,15 @@ def _write(out: Path, args: argparse.Namespace, folder: str, result, table: str)
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("target", type=Path, help="a run directory, or a checkpoint folder inside one")
+    parser.add_argument("target", help="a run directory, a checkpoint folder inside one, or a stored run's S3 folder")
+    parser.add_argument("--endpoint-url", help="the S3 endpoint of an S3 folder (MinIO and other S3-compatible stores)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--export", type=Path, help="write predictions in the benchmark's format to this folder")
     parser.add_argument("--previews", type=int, default=8, help="visualisations written (default 8)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.endpoint_url and not args.target.startswith(S3):
+        parser.error("--endpoint-url goes with an S3 folder, s3://BUCKET/PREFIX/RUN_NAME")
+    return args
 
 
 if __name__ == "__main__":

@@ -84,7 +84,13 @@ def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credent
     assert best["checkpoint"] == remote.display(copy) and remote.exists(f"{copy}/state.pt")
     assert not any(SECRET.encode() in path.read_bytes() for path in run_dir.rglob("*") if path.is_file())
     assert evaluate.main([str(run_dir)]) == 0
-    assert json.loads((run_dir / "eval_val" / "metrics.json").read_text())["checkpoint"] == summary["checkpoint"]
+    scored = json.loads((run_dir / "eval_val" / "metrics.json").read_text())
+    assert scored["checkpoint"] == summary["checkpoint"]
+
+    shutil.rmtree(run_dir)  # the driver's machine is gone; the run is evaluated from its S3 folder
+    assert evaluate.main([remote.uri, "--endpoint-url", s3.url]) == 0
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert json.loads((run_dir / "eval_val" / "metrics.json").read_text()) == scored
 
 
 def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_checkpoint(
@@ -152,3 +158,9 @@ def test_run_files_unchanged_since_their_last_copy_are_not_sent_again(s3, tmp_pa
     copy_run_files(run_dir, remote, ["metrics.jsonl", "tb"], copied)
     assert not remote.exists("tb/events.1")
     assert remote.read_bytes("metrics.jsonl") == b'{"epoch": 1}\n{"epoch": 2}\n'
+
+
+def test_evaluating_an_s3_folder_that_is_not_a_stored_run_is_refused_with_what_to_give(s3, capsys):
+    assert evaluate.main([f"s3://{s3.bucket}/no_run_here/some_run", "--endpoint-url", s3.url]) == 2
+    assert (f"jobs.evaluate s3://{s3.bucket}/no_run_here/some_run: holds no config.yaml; give the S3 folder of a run"
+            in capsys.readouterr().err)
