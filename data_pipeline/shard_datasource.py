@@ -8,7 +8,8 @@ here planning is arithmetic and the files are opened once, by the task that read
 
 A read task hands its rows on in blocks of a fixed row count, decoding each as it goes: blocks span
 shards of a few rows, and cut shards of many. Ray Data pays per block on the consumer's side
-(bench.ingest: 128-row blocks of 4.7 MB streamed at 0.83 of the speed of 512-row ones), and a shard
+(bench.ingest --block-mb: blocks of 4.5 MB, about one of its shards, streamed at 0.61 and 0.84 of
+the speed of 16 MB ones; see ray_reader.BLOCK_BYTES), and a shard
 preprocessed to its 256 MB target could decode to a gigabyte; a block of bounded size costs neither.
 A task of many shards still streams: its first block reaches the consumer after one block's rows.
 """
