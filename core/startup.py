@@ -23,9 +23,19 @@ PHASES = (
 )
 
 
-def process_start() -> float:
-    """When this process began, before any import of ours."""
-    return psutil.Process().create_time()
+# Python's own start and the few modules before the first of ours take well under this; a longer gap
+# means the process ran something else first and then became Python.
+EXEC_GAP_S = 5.0
+
+
+def process_start(python_reached: float | None = None) -> float:
+    """When this process began, before any import of ours. python_reached: when our first module was imported.
+    A process that ran something else before it became Python (the last command of `bash -c "pip install
+    ... && python -m jobs.train"`, which bash runs in its own process) began long before; then python_reached."""
+    created = psutil.Process().create_time()
+    if python_reached is not None and python_reached - created > EXEC_GAP_S:
+        return python_reached
+    return created
 
 
 def mark() -> float:

@@ -106,4 +106,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    sys.exit(main(started_at=startup.process_start()))
+    import jobs
+
+    sys.exit(main(started_at=startup.process_start(jobs.IMPORTED_AT)))

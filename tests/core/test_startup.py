@@ -42,3 +42,16 @@ def test_background_imports_load_modules_and_leave_a_failure_to_the_caller(tmp_p
             importlib.import_module("startup_probe_broken")
     finally:
         sys.modules.pop("startup_probe_ok", None)
+
+
+_START_PROBE = "import jobs, os; from core import startup; print(os.getpid(), startup.process_start(jobs.IMPORTED_AT) - jobs.IMPORTED_AT)"
+
+
+@pytest.mark.parametrize("shell_first_s", [0, startup.EXEC_GAP_S + 1])
+def test_the_start_is_pythons_where_a_shell_became_python_late(shell_first_s):
+    """bash runs `exec python` in its own process, whose start the OS dates to the shell's."""
+    shell = subprocess.Popen(["bash", "-c", f"sleep {shell_first_s}; exec {sys.executable} -c '{_START_PROBE}'"],
+                             cwd=REPO, stdout=subprocess.PIPE, text=True)
+    pid, before_our_code = shell.communicate(timeout=120)[0].split()
+    assert int(pid) == shell.pid, "the probe ran in the shell's process"
+    assert -startup.EXEC_GAP_S < float(before_our_code) <= 0, "counted from the shell's start, not Python's"
