@@ -63,14 +63,14 @@ def copy_run_files(run_dir: Path, remote: DataStore | None, names: list[str], co
             copied[str(path)] = (stat.st_size, stat.st_mtime_ns)
 
 
-def copy_run(config: ExperimentConfig, run_dir: Path) -> None:
-    """At the end of a run: its files and summary.json to its S3 folder, where it has one."""
+def copy_run(config: ExperimentConfig, run_dir: Path, names: tuple[str, ...] = (*RUN_FILES, runs.SUMMARY)) -> None:
+    """At the end of a run (or of its evaluation: names): its files to its S3 folder, where it has one."""
     remote = run_store(config, run_dir)
     try:
-        copy_run_files(run_dir, remote, [*RUN_FILES, runs.SUMMARY])
-    except Exception as err:  # the run is over and complete on this disk; S3 lacks its last files
-        print(f"could not copy the run directory to {remote.uri} ({type(err).__name__}: {err}); "
-              f"it is complete in {run_dir}", file=sys.stderr)
+        copy_run_files(run_dir, remote, list(names))
+    except Exception as err:  # the work is over and complete on this disk; S3 lacks its last files
+        print(f"could not copy {', '.join(names)} to {remote.uri} ({type(err).__name__}: {err}); "
+              f"they are complete in {run_dir}", file=sys.stderr)
 
 
 def fetch_run(uri: str, endpoint_url: str | None, command: str = "--resume") -> Path:

@@ -3,7 +3,8 @@
 Takes a run directory (its summary's checkpoint) or one checkpoint folder inside it, rebuilds the
 model from the run's config.yaml, and scores the split in this process, without Ray. Writes
 RUN_DIR/eval_SPLIT/: metrics.json (the task's metrics and baselines), table.md (one row per metric,
-per class for segmentation), previews/*.png; prints the table. --export DIR writes the predictions
+per class for segmentation), previews/*.png; prints the table. A run stored with output.storage
+gets eval_SPLIT/ in its S3 folder too, which stays the whole run. --export DIR writes the predictions
 in the benchmark's format (see data_pipeline.export). A run stored with output.storage can be
 evaluated from its S3 folder (s3://.../RUN_NAME, --endpoint-url for MinIO) on a machine that never
 held it: its run files are copied into output.root first, as jobs.train --resume does.
@@ -28,7 +29,7 @@ from data_pipeline.export import PredictionExport
 from data_pipeline.local_reader import split_batches
 from data_pipeline.shards import DatasetError, read_manifest
 from data_pipeline.storage import S3, DataStore
-from jobs._run_storage import checkpoint_store, fetch_run
+from jobs._run_storage import checkpoint_store, copy_run, fetch_run
 from jobs.train import USAGE_ERROR
 
 CPU = torch.device("cpu")
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run_dir / f"eval_{args.split}"
     table = _table(result.metrics, result.baselines)
     _write(out, args, folder, result, table)
+    copy_run(config, run_dir, (out.name,))
     print(f"{config.name} ({config.task.name}), checkpoint {folder}, split {args.split}\n{table}\nwritten: {out}")
     if export is not None:
         print(f"exported {export.written} predictions to {args.export}")

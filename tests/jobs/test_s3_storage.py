@@ -91,6 +91,8 @@ def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credent
     assert evaluate.main([remote.uri, "--endpoint-url", s3.url]) == 0
     assert json.loads((run_dir / "summary.json").read_text()) == summary
     assert json.loads((run_dir / "eval_val" / "metrics.json").read_text()) == scored
+    assert json.loads(remote.read_bytes("eval_val/metrics.json")) == scored, "the S3 folder should hold the evaluation"
+    assert remote.exists("eval_val/table.md") and remote.fs.glob(remote.path("eval_val/previews/*.png"))
 
 
 def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_checkpoint(
