@@ -67,7 +67,7 @@ def _decoded_batches(path: str, own_storage: bool = True):
     """A shard decoded at once, as a read task decodes a block, in batches. own_storage: each batch is copied
     out, so that a DataLoader worker sends its batch's bytes, not the whole shard's, through shared memory."""
     table = pq.read_table(path, columns=READ)
-    decoded = decode_images({name: table.column(name).to_numpy(zero_copy_only=False) for name in READ})
+    decoded = decode_images({name: table.column(name) for name in READ})
     tensors = {name: torch.from_numpy(values) for name, values in decoded.items()}
     for start in range(0, table.num_rows, BATCH):
         yield {name: values[start:start + BATCH].clone() if own_storage else values[start:start + BATCH]

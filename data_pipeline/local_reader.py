@@ -28,9 +28,9 @@ def split_batches(store: DataStore, manifest: dict[str, Any], split: str, column
         table = pq.read_table(path, columns=[*columns, SAMPLE_IDS], filesystem=store.arrow_fs())
         for start in range(0, table.num_rows, batch_size):
             chunk = table.slice(start, batch_size)
-            raw = {name: np.array(chunk.column(name).to_pylist(), dtype=object) for name in columns}
+            raw = {name: chunk.column(name) for name in [*columns, SAMPLE_IDS]}
             ids = chunk.column(SAMPLE_IDS).to_pylist()
-            raw.update(path=np.array([path] * len(ids), dtype=object), sample_id=np.array(ids, dtype=object))
+            raw["path"] = np.array([path] * len(ids), dtype=object)
             batch: dict[str, Any] = {name: torch.from_numpy(values) for name, values in decode_images(raw, rules).items()}
             batch[SAMPLE_IDS] = ids
             yield batch

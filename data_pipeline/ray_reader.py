@@ -13,6 +13,7 @@ import zlib
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import ray.data
 
 from core.sample_key import SAMPLE_KEY
@@ -80,8 +81,10 @@ def block_target(block_bytes: int) -> int:
     return int(block_bytes / math.sqrt(1.5))
 
 
-def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None) -> dict[str, np.ndarray]:
-    """Decoded image columns; with rules, bad samples raise or are left out (see SampleRules.reject)."""
+def decode_images(batch: dict[str, Any], rules: SampleRules | None = None) -> dict[str, np.ndarray]:
+    """Decoded image columns of a block's columns (Arrow arrays, or NumPy arrays of a value per row); with rules,
+    bad samples raise or are left out (see SampleRules.reject)."""
+    batch = {name: values if name in IMAGES else _per_row(values) for name, values in batch.items()}
     ids = batch.get("sample_id")
     images = {name: values for name, values in batch.items() if name not in _IDENTITY}
     at_once = {name: _column_at_once(name, values) for name, values in images.items()}
@@ -89,10 +92,15 @@ def decode_images(batch: dict[str, np.ndarray], rules: SampleRules | None = None
             {name: column for name, column in at_once.items() if name in IMAGES})):
         decoded, kept_ids = at_once, ids
     else:
-        decoded, kept_ids = _decode_rows(batch, images, at_once, rules)
+        decoded, kept_ids = _decode_rows(batch, {name: _per_row(values) for name, values in images.items()}, at_once, rules)
     if ids is not None:  # strings cannot become tensors; augmentation seeds each sample by this number
         decoded[SAMPLE_KEY] = np.array([zlib.crc32(str(sample_id).encode()) for sample_id in kept_ids], dtype=np.int64)
     return decoded
+
+
+def _per_row(values: Any) -> np.ndarray:
+    """A column as a NumPy array of a value per row: Arrow's binary values become bytes objects."""
+    return values.to_numpy(zero_copy_only=False) if isinstance(values, (pa.Array, pa.ChunkedArray)) else values
 
 
 def _column_at_once(name: str, values: np.ndarray) -> np.ndarray | None:

@@ -26,7 +26,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import Block, BlockAccessor, BlockMetadata
 
 PATH = "path"  # the column naming each row's shard, as read_parquet's include_paths does
-Decode = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+Decode = Callable[[dict[str, pa.ChunkedArray]], dict[str, np.ndarray]]  # Arrow's columns: binary ones decode from their buffers
 
 
 class ShardDatasource(Datasource):
@@ -64,8 +64,7 @@ def read_shards(filesystem: pyarrow.fs.FileSystem, paths: list[str], columns: li
     """The shards' columns, with every row's shard path, decoded in blocks of block_rows rows (the last one fewer)."""
     shards = (_with_paths(pq.read_table(path, columns=columns, filesystem=filesystem), path) for path in paths)
     for table in _in_rows(shards, block_rows):
-        yield BlockAccessor.batch_to_block(decode({name: table.column(name).to_numpy(zero_copy_only=False)
-                                                   for name in table.column_names}))
+        yield BlockAccessor.batch_to_block(decode({name: table.column(name) for name in table.column_names}))
 
 
 def _with_paths(table: pa.Table, path: str) -> pa.Table:

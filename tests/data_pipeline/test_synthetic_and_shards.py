@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -85,22 +86,34 @@ def test_shard_round_trip_gives_the_same_arrays(tmp_path, encoding):
     assert back["translation"] == [1, 2, 3] and back["mesh_face_labels"] == [4]
 
 
-def test_a_column_decoded_at_once_equals_its_rows_decoded_one_by_one():
+def _two_chunks(values):
+    return pa.chunked_array([pa.array(values[:2], pa.binary()), pa.array(values[2:], pa.binary())])
+
+
+def _sliced_large(values):
+    """Past the first value of a large_binary array: the values start at an offset into Arrow's buffers."""
+    return pa.array([b"x" * 7, *values], pa.large_binary()).slice(1)
+
+
+@pytest.mark.parametrize("column", [list, _two_chunks, _sliced_large], ids=["bytes", "arrow chunks", "arrow slice"])
+def test_a_column_decoded_at_once_equals_its_rows_decoded_one_by_one(column):
     rng = np.random.default_rng(1)
     rgb = [rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(4)]
     depth = [np.round(rng.uniform(0, 90, (6, 5)) * 256) / 256 for _ in range(4)]
     stored_rgb = [codec.encode_image(image, "npy") for image in rgb]
     stored_depth = [codec.encode_depth(image, "npy") for image in depth]
-    assert np.array_equal(codec.decode_column(stored_rgb), np.stack(rgb))
-    assert np.array_equal(codec.decode_column(stored_depth, depth=True), np.stack([codec.decode_depth(v) for v in stored_depth]))
+    decoded = codec.decode_column(column(stored_rgb))
+    assert np.array_equal(decoded, np.stack(rgb)) and decoded.flags.writeable, "augmentation writes into the batch"
+    assert np.array_equal(codec.decode_column(column(stored_depth), depth=True),
+                          np.stack([codec.decode_depth(v) for v in stored_depth]))
     # Rows that are not one array's rows are left to the row-by-row decoder, which names a bad one.
     transposed = codec.encode_image(np.ascontiguousarray(rgb[0].transpose(1, 0, 2)), "npy")
-    assert len(transposed) == len(stored_rgb[0]) and codec.decode_column([*stored_rgb[:3], transposed]) is None
-    assert codec.decode_column([*stored_rgb[:3], stored_rgb[3][:-1]]) is None
-    assert codec.decode_column([codec.encode_image(image, "png") for image in rgb]) is None
+    assert len(transposed) == len(stored_rgb[0]) and codec.decode_column(column([*stored_rgb[:3], transposed])) is None
+    assert codec.decode_column(column([*stored_rgb[:3], stored_rgb[3][:-1]])) is None
+    assert codec.decode_column(column([codec.encode_image(image, "png") for image in rgb])) is None
     broken_header = stored_rgb[0][:10] + b"{garbage" + stored_rgb[0][18:]
-    assert codec.decode_column([broken_header, *stored_rgb[1:]]) is None
-    assert codec.decode_column([*stored_rgb[:3], None]) is None
+    assert codec.decode_column(column([broken_header, *stored_rgb[1:]])) is None
+    assert codec.decode_column(column([*stored_rgb[:3], None])) is None
 
 
 def test_depth_outside_16_bit_range_is_refused():
