@@ -37,7 +37,8 @@ BATCH = 32
 
 
 def ray_data(store: DataStore, manifest: dict, cpus: int, block_bytes: int = BLOCK_BYTES) -> int:
-    dataset = read_split(store, manifest, "train", COLUMNS, task_cpus=1.0, tasks_at_once=cpus, block_bytes=block_bytes)
+    dataset = read_split(store, manifest, "train", COLUMNS, task_cpus=1.0, tasks_at_once=cpus, block_bytes=block_bytes,
+                         batch_rows=BATCH)
     return sum(len(batch["rgb"]) for batch in dataset.iter_torch_batches(batch_size=BATCH))
 
 

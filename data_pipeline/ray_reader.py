@@ -32,20 +32,24 @@ SAMPLE_KEY_BYTES = np.dtype(np.int64).itemsize
 TASK_BYTES = 256 * 2**20
 # bench.ingest, two runs: over a 300 MB epoch, 16 MB blocks streamed fastest (4.5 MB at 0.61 and 0.84 of
 # their speed, 64 MB at 0.55 and 0.74); over a 75 MB epoch 64 MB, one block per task, was faster (1.30x, 1.42x).
+# Rows of 683x683 (1.8 MB decoded, about a KITTI frame): 16 MB blocks of 8 rows streamed batches of 32 at
+# 0.70-0.74 of the speed of blocks of a batch (bench.block_rows), so a block never holds fewer rows than a batch.
 BLOCK_BYTES = 16 * 2**20
 
 
 def read_split(store: DataStore, manifest: dict[str, Any], split: str, columns: list[str], task_cpus: float,
-               tasks_at_once: int, rules: SampleRules | None = None, block_bytes: int = BLOCK_BYTES) -> ray.data.Dataset:
+               tasks_at_once: int, rules: SampleRules | None = None, block_bytes: int = BLOCK_BYTES,
+               batch_rows: int = 1) -> ray.data.Dataset:
     """tasks_at_once: how many read tasks the CPUs given to data run side by side; block_bytes: decoded rows
-    per block, as bytes (see BLOCK_BYTES)."""
+    per block, as bytes (see BLOCK_BYTES); batch_rows: the batch size the data is read in, the fewest rows
+    a block holds."""
     unknown = sorted(set(columns) - set(DECODERS))
     if unknown:
         raise ValueError(f"no decoder for columns {unknown}; decodable columns: {sorted(DECODERS)}")
     paths = shard_paths(store, manifest, split)
     shards = manifest["splits"][split]["shards"]
     row_bytes = decoded_row_bytes(columns, tuple(manifest["image_size"]))
-    rows = max(1, block_bytes // row_bytes)
+    rows = max(1, batch_rows, block_bytes // row_bytes)
     source = ShardDatasource(store.arrow_fs(), paths, shards, [*columns, "sample_id"],
                              functools.partial(decode_images, rules=rules), rows)
     dataset = ray.data.read_datasource(source, num_cpus=task_cpus, override_num_blocks=read_tasks(shards, tasks_at_once))

@@ -76,7 +76,8 @@ def _measure(config, plan, loader_parallelism, batch_sizes, data, steps, out_dir
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads,
                            "batch_sizes": batch_sizes, "warmup_steps": steps[0], "steps": steps[1]},
         scaling_config=scaling_config(plan),
-        datasets={"train": read_split(store, manifest, "train", task.columns, task_cpus, loader_parallelism)},
+        datasets={"train": read_split(store, manifest, "train", task.columns, task_cpus, loader_parallelism,
+                                      batch_rows=max(batch_sizes))},
         dataset_config=dataset_config,
         run_config=RunConfig(name=name, storage_path=str(out_dir / "ray_train"), callbacks=[_MeasurementWriter(written, label)]),
     )

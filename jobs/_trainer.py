@@ -38,8 +38,8 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads, "plan": asdict(plan),
                            "run_name": run_dir.name, "checkpoints": checkpoints.uri, "init_checkpoint": init_checkpoint, "resumes": resumes},
         scaling_config=scaling_config(plan),
-        datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, plan.data_tasks_at_once, rules)
-                  for split in ("train", "val")},
+        datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, plan.data_tasks_at_once, rules,
+                                    batch_rows=config.train.batch_size) for split in ("train", "val")},
         dataset_config=dataset_config,
         run_config=RunConfig(
             name=TRAIN_STORAGE,

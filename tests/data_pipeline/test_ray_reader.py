@@ -80,6 +80,14 @@ def test_blocks_reach_the_consumer_with_the_rows_asked_for_across_and_within_sha
     assert len(keys) == len(set(keys)) == manifest["splits"]["train"]["rows"]
 
 
+def test_a_block_holds_at_least_the_rows_of_a_batch(eight_shards):
+    store, manifest = eight_shards
+    one_row = decoded_row_bytes(["rgb"], tuple(manifest["image_size"]))
+    dataset = read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2, block_bytes=one_row, batch_rows=3)
+    blocks = list(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+    assert sorted(len(block["rgb"]) for block in blocks) == [2, 2, 3, 3, 3, 3], "rows too large for a block of a batch"
+
+
 def test_a_block_keeps_each_row_beside_the_shard_it_came_from(eight_shards):
     store, manifest = eight_shards
     paths = shard_paths(store, manifest, "train")[:3]
