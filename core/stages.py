@@ -53,6 +53,11 @@ def plan_stages(config: ExperimentConfig) -> list[Stage]:
     return stages
 
 
+def largest_batch(config: ExperimentConfig) -> int:
+    """The largest per-worker batch any stage of the run reads (one trainer reads the data for them all)."""
+    return max(stage.config.train.batch_size for stage in plan_stages(config))
+
+
 def stage_at(stages: list[Stage], epoch: int) -> Stage:
     """The stage that runs the given 0-based epoch (the last one for an epoch past the end)."""
     return next((stage for stage in stages if epoch < stage.end_epoch), stages[-1])

@@ -15,6 +15,7 @@ from ray.train.torch import TorchTrainer
 from cluster.resources import ResourcePlan
 from core.config import ExperimentConfig, FailureSettings, TrainConfig
 from core.resume import TRAIN_STORAGE
+from core.stages import largest_batch
 from core.tasks.base import Task
 from data_pipeline.ray_reader import read_split
 from data_pipeline.storage import DataStore
@@ -39,7 +40,7 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
                            "run_name": run_dir.name, "checkpoints": checkpoints.uri, "init_checkpoint": init_checkpoint, "resumes": resumes},
         scaling_config=scaling_config(plan),
         datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, plan.data_tasks_at_once, rules,
-                                    batch_rows=config.train.batch_size) for split in ("train", "val")},
+                                    batch_rows=largest_batch(config)) for split in ("train", "val")},
         dataset_config=dataset_config,
         run_config=RunConfig(
             name=TRAIN_STORAGE,

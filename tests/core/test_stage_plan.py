@@ -5,7 +5,7 @@ import pytest
 
 from core.config import ConfigError, load_config
 from core.progress import Progress
-from core.stages import plan_stages
+from core.stages import largest_batch, plan_stages
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "depth_semattnet_kitti.yaml"
 
@@ -54,3 +54,10 @@ def test_early_stopping_ends_the_stage_after_patience_epochs_without_improvement
     assert endings == [None, None, None, "early stopping"]
     assert (progress.epoch, progress.stage, progress.stage_epochs, progress.best) == (3, 1, 0, None)
     assert [progress.finish_epoch(second, v, "min") for v in (9.0, 9.5)] == [None, "last epoch"] and progress.stage == 2
+
+
+def test_the_data_is_read_for_the_largest_batch_of_any_stage():
+    assert largest_batch(load_config(None, ["train.batch_size=6"])) == 6
+    assert largest_batch(_staged("{name: a, epochs: 1}", "{name: b, epochs: 1, batch_size: 16}", "{name: c, epochs: 1, batch_size: 2}",
+                                 extra=("train.batch_size=6",))) == 16
+    assert largest_batch(_staged("{name: a, epochs: 1, batch_size: 2}", "{name: b, epochs: 1}", extra=("train.batch_size=6",))) == 6
