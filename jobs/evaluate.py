@@ -3,11 +3,12 @@
 Takes a run directory (its summary's checkpoint) or one checkpoint folder inside it, rebuilds the
 model from the run's config.yaml, and scores the split in this process, without Ray. Writes
 RUN_DIR/eval_SPLIT/: metrics.json (the task's metrics and baselines), table.md (one row per metric,
-per class for segmentation), previews/*.png; prints the table. A run stored with output.storage
-gets eval_SPLIT/ in its S3 folder too, which stays the whole run. --export DIR writes the predictions
-in the benchmark's format (see data_pipeline.export). A run stored with output.storage can be
-evaluated from its S3 folder (s3://.../RUN_NAME, --endpoint-url for MinIO) on a machine that never
-held it: its run files are copied into output.root first, as jobs.train --resume does.
+per class for segmentation), previews/*.png; prints the table. --export DIR writes the predictions
+in the benchmark's format (see data_pipeline.export).
+
+A run stored with output.storage gets eval_SPLIT/ in its S3 folder too, which stays the whole run,
+and can be evaluated from that folder (s3://.../RUN_NAME, --endpoint-url for MinIO) on a machine
+that never held it: its run files are copied into output.root first, as jobs.train --resume does.
 """
 from __future__ import annotations
 
