@@ -138,7 +138,7 @@ def ray_train(args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=40, help="untimed steps first; (c) runs them in a new worker, whose first seconds are slow")
     parser.add_argument("--repeats", type=int, default=6, help="turns; a multiple of 3 gives each variant each place alike")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every variant (and CPUs of the Ray worker)")
     args = parser.parse_args()
