@@ -50,7 +50,7 @@ class DepthCompletionTask:
             labels = batch["labels"].long()
             known = labels < self.num_classes  # the ignore label becomes an all-zero vector
             inputs["semantic"] = (F.one_hot(labels.clamp(max=self.num_classes - 1), self.num_classes) * known.unsqueeze(-1)
-                                  ).permute(0, 3, 1, 2).float()
+                                  ).permute(0, 3, 1, 2).float().contiguous()  # as ImageInputs.rgb explains
         targets = {"depth": batch["depth"].float().unsqueeze(1), "sparse": sparse}
         return ({k: v.to(device) for k, v in inputs.items()}, {k: v.to(device) for k, v in targets.items()})
 

@@ -121,17 +121,25 @@ def test_the_loss_scale_goes_on_from_its_saved_state_as_if_never_stopped():
     assert not _same_weights(uninterrupted, restarted_scale)
 
 
+EVERY_TASK = pytest.mark.parametrize(
+    "task_config", [{"name": "segmentation"}, {"name": "depth_completion"},
+                    {"name": "mesh_reconstruction", "mesh": {"grid": [6, 6], "hidden": 8}}], ids=lambda config: config["name"])
+
+
+def _batch_for_every_task() -> dict[str, torch.Tensor]:
+    batch = random_batch(n=2, size=32)
+    batch["intrinsics"] = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]).expand(2, 3, 3).reshape(2, 9)
+    return batch
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-@pytest.mark.parametrize("task_config", [{"name": "segmentation"}, {"name": "depth_completion"},
-                                         {"name": "mesh_reconstruction", "mesh": {"grid": [6, 6], "hidden": 8}}],
-                         ids=lambda config: config["name"])
+@EVERY_TASK
 def test_every_task_trains_under_autocast(task_config, precision):
     task = build_task(TaskConfig(**task_config), manifest_for())
     torch.manual_seed(0)
     model = task.build_model()
     before = [p.detach().clone() for p in model.parameters()]
-    batch = random_batch(n=2, size=32)
-    batch["intrinsics"] = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]).expand(2, 3, 3).reshape(2, 9)
+    batch = _batch_for_every_task()
     optimizer = build_optimizer(OptimizerConfig(), model.parameters())
     scaler = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=precision == "fp16")  # overflows are tested above
     guard = NumericsGuard(0)
@@ -140,6 +148,17 @@ def test_every_task_trains_under_autocast(task_config, precision):
     assert all(torch.isfinite(torch.tensor(value)) for value in stats.losses.values())
     assert guard.overflows < 2  # at least one of the two steps was taken
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@EVERY_TASK
+def test_every_tasks_images_reach_the_model_contiguous_channels_first(task_config):
+    """Batches arrive (B, H, W, C); a permuted view would make the convolutions run channels-last against
+    channels-first weights (slower, and DDP copies each weight gradient into its bucket: ImageInputs.rgb)."""
+    task = build_task(TaskConfig(**task_config), manifest_for())
+    inputs, _ = task.split_batch(_batch_for_every_task(), CPU)
+    named = inputs.items() if isinstance(inputs, dict) else [("input", inputs)]
+    contiguous = {name: tensor.is_contiguous() for name, tensor in named if tensor.dim() == 4}
+    assert contiguous and contiguous == dict.fromkeys(contiguous, True)
 
 
 class _NanGradient(torch.nn.Module):
