@@ -16,6 +16,10 @@ CODE_ROOT = Path(__file__).resolve().parent.parent  # this checkout: local worke
 # Besides what .gitignore leaves out (Ray honours it), never upload these to a cluster.
 SHIPPING_EXCLUDES = [".git", ".venv", "data", "runs", "**/__pycache__"]
 PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"  # Ray Train's switch; set in the environment, it is kept
+RAY_DATA_LOGGING = "RAY_DATA_LOGGING_CONFIG"  # Ray Data's; set in the environment, it is kept
+# Relative to the code root, where a cluster's workers run: the per-epoch lines of Ray Data's split
+# coordinators go to its log file, not to the console between the lines the jobs print.
+RAY_DATA_LOGGING_FILE = Path("configs") / "ray_data_logging.yaml"
 
 
 def connect(config: RayConfig, code_root: Path) -> None:
@@ -24,7 +28,9 @@ def connect(config: RayConfig, code_root: Path) -> None:
     if os.environ.get("RAY_ADDRESS"):
         # A submitted job already carries its --working-dir; a driver started by hand ships this code.
         submitted = RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ
-        runtime_env = None if submitted else {"working_dir": str(code_root), "excludes": SHIPPING_EXCLUDES}
+        runtime_env = {} if submitted else {"working_dir": str(code_root), "excludes": SHIPPING_EXCLUDES}
+        if RAY_DATA_LOGGING not in os.environ:  # Ray refuses to merge a variable the submitted job sets itself
+            runtime_env["env_vars"] = {RAY_DATA_LOGGING: str(RAY_DATA_LOGGING_FILE)}
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
         return
     with worker_environment(code_root):
@@ -50,7 +56,8 @@ def worker_environment(code_root: Path):
     pythonpath = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))
     # A machine of its own is never preempted: Ray Train's preemption watcher, a process started with every
     # run, would only take CPU from the model build (1.0 s of it on 2 cores: bench.startup_pairs, README "Startup").
-    values = {"PYTHONPATH": pythonpath, PREEMPTION_WATCHER: os.environ.get(PREEMPTION_WATCHER, "0")}
+    values = {"PYTHONPATH": pythonpath, PREEMPTION_WATCHER: os.environ.get(PREEMPTION_WATCHER, "0"),
+              RAY_DATA_LOGGING: os.environ.get(RAY_DATA_LOGGING, str(code_root / RAY_DATA_LOGGING_FILE))}
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:

@@ -1,12 +1,13 @@
 """The local Ray instance jobs start when RAY_ADDRESS names no cluster."""
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
 import ray
 
-from cluster.connect import PREEMPTION_WATCHER, connect
+from cluster.connect import PREEMPTION_WATCHER, RAY_DATA_LOGGING, connect
 from core.config import RayConfig
 from tests.ray_fixtures import REPO
 
@@ -15,6 +16,7 @@ from tests.ray_fixtures import REPO
 def connected(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv(PREEMPTION_WATCHER, raising=False)
+    monkeypatch.delenv(RAY_DATA_LOGGING, raising=False)
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     connect(RayConfig(num_cpus=1, include_dashboard=False), REPO)
     yield
@@ -34,3 +36,18 @@ def test_a_local_instance_imports_this_code_and_starts_no_preemption_watcher(con
     # The workers inherit it from the raylet: no runtime_env, which would keep Ray's prestarted workers from them.
     assert ray.get_runtime_context().runtime_env == {}
     assert PREEMPTION_WATCHER not in os.environ and os.environ["PYTHONPATH"] == "/elsewhere", "the driver's own is as it was"
+
+
+def test_ray_data_in_a_local_instance_logs_warnings_to_the_console_and_the_rest_to_its_file_only(connected):
+    @ray.remote(num_cpus=0)
+    def ray_data_logging():
+        import ray.data  # noqa: F401  (importing it configures its loggers from RAY_DATA_LOGGING_CONFIG)
+
+        handlers = {handler.name: handler.level for handler in logging.getLogger("ray.data").handlers}
+        return handlers, logging.getLogger("ray.data._internal.progress").getEffectiveLevel()
+
+    handlers, progress_notices = ray.get(ray_data_logging.remote())
+    # "Dataset ... execution finished" (INFO), per split and epoch, reaches only the session's ray-data.log.
+    assert handlers == {"file": logging.NOTSET, "console": logging.WARNING}
+    assert progress_notices == logging.ERROR  # "Progress bars disabled": this project turns them off itself
+    assert RAY_DATA_LOGGING not in os.environ, "the driver's own is as it was"
