@@ -6,17 +6,20 @@ training steps/s of the quickstart model for three memory layouts of its weights
                   copied, as the tasks gave it before;
   channels_last:  both channels-last (model.to(memory_format=torch.channels_last)).
 The same FPN ResNet-18 (the quickstart's, on a batch of its data: 8 images of 64x64; cross-entropy,
-AdamW) from the same seed and on the same images in each. The layouts take turns, each turn starting
-one later, and the ratios to contiguous are taken within each turn (bench._goal: their median and
-its 90% interval).
+AdamW) from the same seed and on the same images in each. Every pass runs in a process of its own, as
+a worker does: passes of different layouts in one process slowed each other (mixed at 0.81 and 0.85
+of contiguous at 1 and 2 threads there, against 0.92 and 0.96 in processes of their own). The layouts take turns, each turn starting one later, and the
+ratios to contiguous are taken within each turn (bench._goal: their median and its 90% interval).
 --device cuda (the default where a GPU is) with --precision bf16 is where channels-last is meant to
 pay. JSON goes to bench/results/input_layout.json.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -34,30 +37,30 @@ QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.ya
 LAYOUTS = ("contiguous", "mixed", "channels_last")
 
 
-def _variants(device: torch.device) -> dict:
-    """Per layout: (model, optimizer, images, labels), every model from the same seed, the images the same values."""
+def _variant(layout: str, device: torch.device) -> tuple:
+    """(model, optimizer, images, labels): the model from the same seed and the images the same values in each layout."""
     config = load_config(QUICKSTART)
     store = DataStore.at(QUICKSTART.parent.parent / config.data.uri)
     manifest = ensure_dataset(store, config.data.synthetic)
     task = build_task(config.task, manifest)
     batch = next(iter(split_batches(store, manifest, "train", task.columns, config.train.batch_size)))
     images, labels = task.split_batch(batch, device)
-    variants = {}
-    for layout in LAYOUTS:
-        torch.manual_seed(0)
-        model = task.build_model().to(device)
-        if layout == "channels_last":
-            model = model.to(memory_format=torch.channels_last)
-        laid_out = images if layout == "contiguous" else images.contiguous(memory_format=torch.channels_last)
-        variants[layout] = (model, torch.optim.AdamW(model.parameters(), lr=1e-3), laid_out, labels)
-    return variants
+    torch.manual_seed(0)
+    model = task.build_model().to(device)
+    if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    laid_out = images if layout == "contiguous" else images.contiguous(memory_format=torch.channels_last)
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-3), laid_out, labels
 
 
-def _steps_per_s(variant, steps: int, warmup: int, device: torch.device, precision: str) -> float:
-    model, optimizer, images, labels = variant
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    for step in range(warmup + steps):
-        if step == warmup:
+def one_pass(layout: str, args: argparse.Namespace) -> float:
+    """Steps/s of --steps steps after --warmup, in the process this runs in."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model, optimizer, images, labels = _variant(layout, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext()
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
             _synchronize(device)
             start = time.perf_counter()
         with autocast:
@@ -66,7 +69,7 @@ def _steps_per_s(variant, steps: int, warmup: int, device: torch.device, precisi
         loss.backward()
         optimizer.step()
     _synchronize(device)
-    return steps / (time.perf_counter() - start)
+    return args.steps / (time.perf_counter() - start)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -83,14 +86,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    variants = _variants(device)
     rates: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
     for turn in range(args.repeats):
         order = LAYOUTS[turn % len(LAYOUTS):] + LAYOUTS[:turn % len(LAYOUTS)]
         for layout in order:
-            rates[layout].append(_steps_per_s(variants[layout], args.steps, args.warmup, device, args.precision))
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+                rates[layout].append(fresh.submit(one_pass, layout, args).result())
         print(f"turn {turn + 1}/{args.repeats}: " + ", ".join(f"{layout} {rates[layout][-1]:.2f}" for layout in LAYOUTS),
               flush=True)
     _report(rates, args)

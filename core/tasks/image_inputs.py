@@ -16,10 +16,10 @@ class ImageInputs:
         """(B, H, W, 3) uint8 -> (B, 3, H, W) float, standardised per channel, contiguous.
 
         Left as a permuted view, the input would be channels-last in memory while the weights are not:
-        oneDNN and cuDNN then run every convolution channels-last, converting as they go (the quickstart's
-        steps at 0.81 and 0.85 of the speed on this machine's CPUs at 1 and 2 threads: `python -m
-        bench.input_layout`), and the weight gradients come back with strides that DDP must copy into its
-        buckets ("Grad strides do not match bucket view strides")."""
+        oneDNN and cuDNN then run every convolution channels-last against channels-first weights (the
+        quickstart's steps at 0.92 and 0.96 of the speed, medians, on this machine's CPUs at 1 and 2
+        threads: `python -m bench.input_layout`), and the weight gradients come back with strides that
+        DDP must copy into its buckets ("Grad strides do not match bucket view strides")."""
         return (values.permute(0, 3, 1, 2).contiguous().float() / 255.0 - self.rgb_mean) / self.rgb_std
 
     def rgb_image(self, normalised: torch.Tensor) -> np.ndarray:
