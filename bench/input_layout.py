@@ -8,8 +8,9 @@ training steps/s of the quickstart model for three memory layouts of its weights
 The same FPN ResNet-18 (the quickstart's, on a batch of its data: 8 images of 64x64; cross-entropy,
 AdamW) from the same seed and on the same images in each. Every pass runs in a process of its own, as
 a worker does: passes of different layouts in one process slowed each other (mixed at 0.81 and 0.85
-of contiguous at 1 and 2 threads there, against 0.92 and 0.96 in processes of their own). The layouts take turns, each turn starting one later, and the
-ratios to contiguous are taken within each turn (bench._goal: their median and its 90% interval).
+of contiguous at 1 and 2 threads there, against 0.92 and 0.96 in processes of their own). The
+layouts take turns, each turn starting one later, and the ratios to contiguous are taken within
+each turn (bench._goal: their median and its 90% interval).
 --device cuda (the default where a GPU is) with --precision bf16 is where channels-last is meant to
 pay. JSON goes to bench/results/input_layout.json.
 """
