@@ -5,9 +5,9 @@ training steps/s of the quickstart model for three memory layouts of its weights
   mixed:          channels-first weights, channels-last images: the (B, H, W, C) batch permuted and not
                   copied, as the tasks gave it before;
   channels_last:  both channels-last (model.to(memory_format=torch.channels_last)).
-The same FPN ResNet-18 (the quickstart's, on a batch of its data: 8 images of 64x64; cross-entropy,
-AdamW) from the same seed and on the same images in each. Every pass runs in a process of its own, as
-a worker does: passes of different layouts in one process slowed each other (mixed at 0.81 and 0.85
+The same FPN ResNet-18 (bench.overhead's set-up: the quickstart's model on a batch of its data, 8
+images of 64x64; cross-entropy, AdamW) from the same seed and on the same images in each. Every pass
+runs in a process of its own, as a worker does: passes of different layouts in one process slowed each other (mixed at 0.81 and 0.85
 of contiguous at 1 and 2 threads there, against 0.92 and 0.96 in processes of their own). The
 layouts take turns, each turn starting one later, and the ratios to contiguous are taken within
 each turn (bench._goal: their median and its 90% interval).
@@ -22,43 +22,31 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from bench import _goal, _results
-from core.config import load_config
-from core.tasks import build_task
-from data_pipeline.local_reader import split_batches
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
+from bench.overhead import _setup
 
-QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 LAYOUTS = ("contiguous", "mixed", "channels_last")
 
 
-def _variant(layout: str, device: torch.device) -> tuple:
-    """(model, optimizer, images, labels): the model from the same seed and the images the same values in each layout."""
-    config = load_config(QUICKSTART)
-    store = DataStore.at(QUICKSTART.parent.parent / config.data.uri)
-    manifest = ensure_dataset(store, config.data.synthetic)
-    task = build_task(config.task, manifest)
-    batch = next(iter(split_batches(store, manifest, "train", task.columns, config.train.batch_size)))
-    images, labels = task.split_batch(batch, device)
-    torch.manual_seed(0)
-    model = task.build_model().to(device)
+def _variant(layout: str, threads: int, device: torch.device) -> tuple:
+    """(model, optimizer, images, labels): bench.overhead's model (from the same seed) and first batch, laid out."""
+    task, batches, model, optimizer = _setup(threads)
+    images, labels = task.split_batch(batches[0], device)
+    model.to(device)  # in place: the optimizer keeps the same parameters
     if layout == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)
     laid_out = images if layout == "contiguous" else images.contiguous(memory_format=torch.channels_last)
-    return model, torch.optim.AdamW(model.parameters(), lr=1e-3), laid_out, labels
+    return model, optimizer, laid_out, labels
 
 
 def one_pass(layout: str, args: argparse.Namespace) -> float:
     """Steps/s of --steps steps after --warmup, in the process this runs in."""
-    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model, optimizer, images, labels = _variant(layout, device)
+    model, optimizer, images, labels = _variant(layout, args.threads, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext()
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
