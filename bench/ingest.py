@@ -110,7 +110,7 @@ def main() -> None:
     data_sets = _data_sets(args)
     disk = {encoding: sum(store.fs.size(store.path(p["path"])) for split in manifest["splits"].values() for p in split["shards"])
             for encoding, (store, manifest) in data_sets.items()}
-    connect(RayConfig(num_cpus=args.cpus, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray
+    connect(RayConfig(num_cpus=args.cpus, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray, less the dashboard
     from jobs._trainer import quiet_ray_data
 
     quiet_ray_data()

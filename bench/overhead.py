@@ -10,7 +10,8 @@ Each pass times --steps steps after --warmup untimed ones, with the same torch t
 it also counts the CPU time every other process on the machine used meanwhile (Ray's own processes
 during (c)), as a share of the machine's CPUs, and the minor page faults of its own process per
 step (memory the step had to take fresh from the kernel).
-The variants take turns, c in a Ray instance started for its pass and shut down after it, and each
+The variants take turns, c in a Ray instance started for its pass as jobs.train starts the
+quickstart's (with the dashboard, which costs (c) a share of the CPU) and shut down after it, and each
 turn starts one variant later (abc, bca, cab, ...), so that a noisy neighbour, a slow drift of the
 machine or the heat of starting Ray hurts all three alike, and a and b run without Ray beside them. The table shows medians over --repeats turns and the ratios
 b/a and c/a; the goal, c/a >= 0.95, is judged on each turn's own ratio (bench._goal: their median and its
@@ -124,7 +125,7 @@ def ray_train(args: argparse.Namespace) -> dict[str, float]:
 
     from jobs._trainer import quiet_ray_data
 
-    connect(RayConfig(num_cpus=args.threads, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray
+    connect(RayConfig(num_cpus=args.threads), CODE_ROOT)  # as jobs.train starts the quickstart's, dashboard and all
     quiet_ray_data()
     try:
         TorchTrainer(_ray_worker, train_loop_config={**vars(args), "out": str(PASSES)},

@@ -92,7 +92,7 @@ def main() -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    connect(RayConfig(num_cpus=args.threads, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray
+    connect(RayConfig(num_cpus=args.threads, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray, less the dashboard
     try:
         TorchTrainer(_worker, train_loop_config={**vars(args), "driver": os.getpid()},
                      scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": args.threads}),
