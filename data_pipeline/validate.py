@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-import ray
 
 from data_pipeline.sample_log import SampleLogRef
 from data_pipeline.shards import SCHEMA, DatasetError, sha256_of, shard_paths
@@ -111,10 +110,8 @@ class SampleRules:
         if self.on_bad == "error":
             message = (f"shard {shard}, row {row}, sample {sample_id}: {reason}. Fix or drop the sample, or set "
                        "data.on_bad_sample=skip to leave such samples out (they are counted in summary.json)")
-            if self.log is not None:  # Ray cuts long worker tracebacks short; the driver reads the message here
-                ray.get(self.log.actor().fail.remote(message))
             raise DatasetError(message)
-        ray.get(self.log.actor().skip.remote({"shard": shard, "row": row, "sample_id": sample_id, "reason": reason}))
+        self.log.skip({"shard": shard, "row": row, "sample_id": sample_id, "reason": reason})
 
     def _row_of(self, shard: str, sample_id: str) -> int:
         """The sample's row in its shard; looked up only for a bad sample, so the good path pays nothing."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import RayError
 
 from cluster.connect import CODE_ROOT, node_resources
 from cluster.resources import ResourcePlan, shortfall
@@ -23,7 +24,7 @@ from core.stages import PREVIOUS, check_patterns, plan_stages
 from core.summary import summarise
 from core.tasks import build_task
 from core.tasks.base import Task
-from data_pipeline.shards import read_manifest
+from data_pipeline.shards import DatasetError, read_manifest
 from data_pipeline.storage import DataStore
 from data_pipeline.sample_log import SampleLogRef
 from data_pipeline.validate import SampleRules, check_shards
@@ -83,7 +84,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     checkpoints = checkpoint_storage(config, run_dir)
     facts = {"status": "completed", "error": None, "checkpoint": None}
     marks = dict(startup_marks or {})
-    samples = SampleLogRef.beside_driver(run_dir.name, skipping=config.data.on_bad_sample == "skip")
+    samples = SampleLogRef.beside_driver() if config.data.on_bad_sample == "skip" else None
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
                         config.data.on_bad_sample, samples)
     try:
@@ -101,9 +102,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
     if config.train.best_checkpoints:
         facts["best_checkpoints"] = best_checkpoints(checkpoints, config.train.best_checkpoints, task)
-    skipped, bad_sample = samples.close()
-    if bad_sample is not None and facts["status"] == "failed":
-        facts["error"] = f"DatasetError: {bad_sample}"
+    skipped = samples.close() if samples else []
     facts["skipped_samples"] = {"count": len(skipped), "samples": skipped[:_SKIPPED_LISTED]}
     records = runs.read_metrics(run_dir)
     resumed_after = resume.progress.epoch + 1 if resume else 0
@@ -131,7 +130,10 @@ def summary_written_since(run_dir: Path, started: float) -> bool:
 
 def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unreachable: str | None) -> str:
     """The error for summary.json, said in terms of its cause where that is known: checkpoint storage
-    that stopped answering, or a cluster that lost nodes the plan needs."""
+    that stopped answering, or a cluster that lost nodes the plan needs, or a bad sample."""
+    bad_data = _dataset_error(err)
+    if bad_data is not None:
+        return f"DatasetError: {bad_data}"
     if unreachable is not None:
         last_line = str(err).strip().splitlines()[-1] if str(err).strip() else ""
         return (f"checkpoint storage {unreachable} within output.storage_retry_s={config.output.storage_retry_s:g} s; "
@@ -142,3 +144,20 @@ def _failure(err: Exception, config: ExperimentConfig, plan: ResourcePlan, unrea
         return f"{type(err).__name__}: {err}"
     return (f"the cluster no longer has the resources this run needs: {missing.rstrip('.')}. Ray Train waited up to "
             f"failure.resource_wait_s={config.failure.resource_wait_s:g} s for them; bring the nodes back and go on with --resume")
+
+
+def _dataset_error(err: BaseException) -> DatasetError | None:
+    """The DatasetError that ended the run (a bad sample, a shard gone), found where Ray wraps it: among
+    the worker failures of Ray Train's WorkerGroupError, as the cause of a RayTaskError, or as an
+    exception's cause. Its message names the shard, row and sample; Ray's own text of the failure cuts
+    long worker tracebacks short."""
+    seen, todo = set(), [err]
+    while todo:
+        found = todo.pop()
+        if found is None or id(found) in seen:
+            continue
+        seen.add(id(found))
+        if isinstance(found, DatasetError) and not isinstance(found, RayError):  # RayTaskError(DatasetError) is both
+            return found
+        todo += [*getattr(found, "worker_failures", {}).values(), getattr(found, "cause", None), found.__cause__, found.__context__]
+    return None

@@ -1,77 +1,58 @@
-"""A run's SampleLog: absent while every sample is good (unless the run skips bad ones), one log for all the read tasks
-that meet bad ones, gone once read."""
+"""A skipping run's SampleLog: one log for all the read tasks that meet bad samples, gone once read, and gone
+with its driver when the driver goes without reading it."""
 import time
 
-import pytest
 import ray
+from ray.exceptions import RayActorError
 
-from data_pipeline.sample_log import NAMESPACE, SampleLogRef
+from data_pipeline.sample_log import SampleLogRef
 from tests.ray_fixtures import local_ray  # noqa: F401
 
 
 @ray.remote(max_calls=1)  # a fresh process each time, which exits after the task: the log must outlive it
 def _skip(ref: SampleLogRef, sample_id: str) -> None:
-    ray.get(ref.actor().skip.remote({"sample_id": sample_id, "reason": "label ids [9] are outside the class table"}))
+    ref.skip({"sample_id": sample_id, "reason": "label ids [9] are outside the class table"})
 
 
-@ray.remote(max_calls=1)
-def _fail(ref: SampleLogRef, message: str) -> None:
-    ray.get(ref.actor().fail.remote(message))
-
-
-def _exists(ref: SampleLogRef) -> bool:
+def _alive(ref: SampleLogRef) -> bool:
     try:
-        ray.get_actor(ref.name, namespace=NAMESPACE)
-    except ValueError:
+        ray.get(ref.log.report.remote(), timeout=30)
+    except RayActorError:
         return False
     return True
 
 
-def test_no_log_is_started_until_a_sample_is_bad(local_ray):  # noqa: F811
-    ref = SampleLogRef.beside_driver("clean-run")
-    assert not _exists(ref)
-    assert ref.close() == ([], None)
-    assert not _exists(ref)
-
-
-def test_bad_samples_of_several_tasks_reach_one_log_that_reading_ends(local_ray):  # noqa: F811
-    ref = SampleLogRef.beside_driver("bad-run")
+def test_bad_samples_of_several_tasks_reach_one_log_once_each_and_reading_ends_it(local_ray):  # noqa: F811
+    ref = SampleLogRef.beside_driver()
     ray.get([_skip.remote(ref, f"sample-{i % 2}") for i in range(4)])
-    skipped, failure = ref.close()
-    assert sorted(record["sample_id"] for record in skipped) == ["sample-0", "sample-1"] and failure is None
-    assert not _exists(ref)
-
-
-def test_the_first_failure_is_the_one_kept(local_ray):  # noqa: F811
-    ref = SampleLogRef.beside_driver("failed-run")
-    ray.get(_fail.remote(ref, "shard a, row 3: first"))
-    ray.get(_fail.remote(ref, "shard b, row 1: second"))
-    assert ref.close() == ([], "shard a, row 3: first")
+    assert sorted(record["sample_id"] for record in ref.close()) == ["sample-0", "sample-1"]
+    assert not _alive(ref)
 
 
 def test_runs_have_logs_of_their_own(local_ray):  # noqa: F811
-    first, second = SampleLogRef.beside_driver("same-name"), SampleLogRef.beside_driver("same-name")
+    first, second = SampleLogRef.beside_driver(), SampleLogRef.beside_driver()
     ray.get(_skip.remote(first, "sample-0"))
-    assert second.close() == ([], None)
-    assert [record["sample_id"] for record in first.close()[0]] == ["sample-0"]
+    assert second.close() == []
+    assert [record["sample_id"] for record in first.close()] == ["sample-0"]
 
 
 @ray.remote(num_cpus=0)
 class _Driver:
-    """A run's driver in a process of its own, as a Tune trial is."""
+    """A run's driver in a process of its own, as a Tune trial or a submitted job is."""
 
     def start_run(self) -> SampleLogRef:
-        return SampleLogRef.beside_driver("skipping-run", skipping=True)
+        self.log = SampleLogRef.beside_driver()
+        return self.log
 
 
-def test_a_skipping_run_starts_its_log_with_it_and_takes_it_along_when_its_driver_goes(local_ray):  # noqa: F811
+def test_a_log_goes_with_its_driver_when_the_driver_goes_without_reading_it(local_ray):  # noqa: F811
     driver = _Driver.remote()
     ref = ray.get(driver.start_run.remote())
-    assert _exists(ref), "started with the run"
     ray.get(_skip.remote(ref, "sample-0"))
-    ray.kill(driver)  # stopped from outside, before it read its log
+    assert _alive(ref)
+    ray.kill(driver)  # stopped from outside (a scheduler, a killed job) before it read its log
     deadline = time.monotonic() + 30
-    while _exists(ref) and time.monotonic() < deadline:
+    while _alive(ref) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _exists(ref)
+    assert not _alive(ref)
 
