@@ -14,11 +14,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from core.config import ExperimentConfig, load_config
-from core.optim import build_optimizer
+from core.config.schema import ExperimentConfig
+from core.config.loading import load_config
+from core.engine.optim import build_optimizer
 from core.tasks import build_task
-from data_pipeline.shards import read_manifest
-from data_pipeline.storage import DataStore
+from data_pipeline.format.shards import read_manifest
+from data_pipeline.storage.datastore import DataStore
 
 WORLD = 2
 
@@ -56,7 +57,7 @@ def _one_step(strategy: str, config: ExperimentConfig, data: Path) -> tuple[int,
         return state_bytes(optimizer), params
     import deepspeed
 
-    from jobs._strategy import deepspeed_config
+    from jobs._train.strategy import deepspeed_config
 
     staged = config.model_copy(update={"scaling": config.scaling.model_copy(update={"strategy": "deepspeed",
                                                                                       "zero_stage": int(strategy[-1])})})

@@ -1,7 +1,7 @@
 """python -m bench._startup_floor OUT_DIR: the floor under jobs.train's startup, one JSON line of marks.
 
 A bare ray.init() and a TorchTrainer whose workers do nothing, with the quickstart's plan (2
-workers, half a CPU each); the marks are those of core.startup, up to the workers' first line.
+workers, half a CPU each); the marks are those of core.profiling.startup, up to the workers' first line.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from core import startup
+from core.profiling import startup
 
 MARKS = {"process_start": startup.process_start()}
 

@@ -17,8 +17,8 @@ import time
 from bench import _results
 from bench.ingest import BATCH, COLUMNS, _data_sets, _epoch
 from cluster.connect import CODE_ROOT, connect
-from core.config import RayConfig
-from data_pipeline.ray_reader import decoded_row_bytes, read_split
+from core.config.schema import RayConfig
+from data_pipeline.readers.ray_data import decoded_row_bytes, read_split
 
 
 def samples_per_s(store, manifest: dict, rows: int, cpus: int) -> float:
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     import ray
 
-    from jobs._trainer import quiet_ray_data
+    from jobs._train.trainer import quiet_ray_data
 
     store, full = _data_sets(args)["npy"]
     manifest = _epoch(full, args.reads)

@@ -2,7 +2,7 @@
 
 Each repeat is a fresh process with a fresh Ray instance, as every `python -m jobs.train` is: two
 consumer actors with the quickstart plan's CPUs per worker stand for Ray Train's workers, the
-split is read as training reads it (data_pipeline.ray_reader.read_split, the plan's CPUs per data
+split is read as training reads it (data_pipeline.readers.ray_data.read_split, the plan's CPUs per data
 task) and split between them with streaming_split, as Ray Train's DataConfig does. What is timed
 is the data side of jobs.train's "first step" phase: Ray Data's split coordinator starting, its
 read workers importing the reader, the first read tasks. Prints medians and writes
@@ -31,10 +31,10 @@ FIGURES = {"first_batch_s": "to the first batch (slower consumer)", "epoch_s": "
 def one_run() -> dict[str, float]:
     """One fresh Ray instance; runs in a process of its own."""
     from cluster.resources import make_plan
-    from core.config import load_config
-    from data_pipeline.ray_reader import read_split
-    from data_pipeline.shards import read_manifest
-    from data_pipeline.storage import DataStore
+    from core.config.loading import load_config
+    from data_pipeline.readers.ray_data import read_split
+    from data_pipeline.format.shards import read_manifest
+    from data_pipeline.storage.datastore import DataStore
 
     config = load_config(QUICKSTART)
     ray.init(address="local", num_cpus=2, include_dashboard=False)
@@ -72,9 +72,9 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_run()))
         return
-    from core.config import load_config
-    from data_pipeline.storage import DataStore
-    from data_pipeline.synthetic import ensure_dataset
+    from core.config.loading import load_config
+    from data_pipeline.storage.datastore import DataStore
+    from data_pipeline.sources.synthetic import ensure_dataset
 
     config = load_config(QUICKSTART)
     ensure_dataset(DataStore.at(REPO / config.data.uri), config.data.synthetic)

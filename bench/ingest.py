@@ -1,7 +1,7 @@
 """python -m bench.ingest [--samples N] [--image-size S] [--repeats R] [--reads K] [--block-mb MB ...]: decode throughput of the data pipeline.
 
 Samples/s over the same shards (RGB + labels) into torch batches of 32 for
-  (a) Ray Data streaming decode (data_pipeline.ray_reader.read_split, exactly as training reads),
+  (a) Ray Data streaming decode (data_pipeline.readers.ray_data.read_split, exactly as training reads),
   (b) a torch DataLoader with the same decode and as many worker processes as Ray Data gets CPUs,
       each worker decoding a shard at a time and sending batches,
   (c) pyarrow read plus the same decode in this one process (the floor any pipeline pays),
@@ -10,7 +10,7 @@ shards once and --reads times over (an epoch as long as a data set that many tim
 epoch pays once for starting, a Ray Data execution or the DataLoader's worker processes). Ray
 Data's first pass in a fresh Ray instance (starting its workers and internal actors) is timed
 apart and left out of the medians. --block-mb adds Ray Data at other block sizes than the
-default (data_pipeline.ray_reader.BLOCK_BYTES), over the .npy shards. Prints a table of medians
+default (data_pipeline.readers.ray_data.BLOCK_BYTES), over the .npy shards. Prints a table of medians
 over --repeats runs with the ratios a/b and a/c, and writes bench/results/ingest.json.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ import torch
 
 from bench import _results
 from cluster.connect import CODE_ROOT, connect
-from core.config import RayConfig, SyntheticConfig
-from data_pipeline.codec import ENCODINGS
-from data_pipeline.ray_reader import BLOCK_BYTES, decode_images, read_split
-from data_pipeline.shards import shard_paths
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
+from core.config.schema import RayConfig, SyntheticConfig
+from data_pipeline.format.codec import ENCODINGS
+from data_pipeline.readers.ray_data import BLOCK_BYTES, decode_images, read_split
+from data_pipeline.format.shards import shard_paths
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset
 
 COLUMNS = ["rgb", "labels"]
 READ = [*COLUMNS, "sample_id"]  # as read_split reads them: each row's id becomes the key augmentation seeds by
@@ -111,7 +111,7 @@ def main() -> None:
     disk = {encoding: sum(store.fs.size(store.path(p["path"])) for split in manifest["splits"].values() for p in split["shards"])
             for encoding, (store, manifest) in data_sets.items()}
     connect(RayConfig(num_cpus=args.cpus, include_dashboard=False), CODE_ROOT)  # as jobs.train starts its local Ray, less the dashboard
-    from jobs._trainer import quiet_ray_data
+    from jobs._train.trainer import quiet_ray_data
 
     quiet_ray_data()
     first_pass = _timed(ray_data, *data_sets["npy"], args.cpus)

@@ -22,10 +22,10 @@ import ray
 import torch.multiprocessing as mp
 
 from bench import _optimizer_state, _results
-from core.config import load_config
-from core.run_dir import read_metrics
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
+from core.config.loading import load_config
+from core.runs.run_dir import read_metrics
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset
 from jobs import train
 
 REPO = Path(__file__).resolve().parent.parent

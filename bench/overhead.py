@@ -34,13 +34,14 @@ import torch.nn.functional as F
 
 from bench import _goal, _results
 from cluster.connect import CODE_ROOT, connect
-from core.config import OptimizerConfig, RayConfig, load_config
-from core.engine import train_epoch
-from core.optim import build_optimizer
+from core.config.schema import OptimizerConfig, RayConfig
+from core.config.loading import load_config
+from core.engine.steps import train_epoch
+from core.engine.optim import build_optimizer
 from core.tasks import build_task
-from data_pipeline.local_reader import split_batches
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
+from data_pipeline.readers.local import split_batches
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "quickstart.yaml"
@@ -123,7 +124,7 @@ def ray_train(args: argparse.Namespace) -> dict[str, float]:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from jobs._trainer import quiet_ray_data
+    from jobs._train.trainer import quiet_ray_data
 
     connect(RayConfig(num_cpus=args.threads), CODE_ROOT)  # as jobs.train starts the quickstart's, dashboard and all
     quiet_ray_data()

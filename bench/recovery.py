@@ -23,9 +23,9 @@ from pathlib import Path
 import psutil
 
 from bench import _results
-from core.config import load_config
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
+from core.config.loading import load_config
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "configs" / "quickstart.yaml"

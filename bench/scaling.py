@@ -2,7 +2,7 @@
 
 Each repeat profiles the quickstart with jobs.profile at 1 and 2 workers (batch 8 per worker, the
 quickstart's plan otherwise): per-worker samples/s and, with 2 workers, the time per step during
-which a gradient allreduce was in flight (core.comm_timing), in median over the repeats. The
+which a gradient allreduce was in flight (core.profiling.comm_timing), in median over the repeats. The
 projection is the bandwidth term of a ring allreduce of the model's fp32 gradients,
 2 (N-1)/N x gradient bytes / link bandwidth, for the links in LINKS (latency ignored, so it is a
 lower bound). Table printed; JSON to bench/results/scaling.json.
@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 
 from bench import _results
-from core.config import load_config
+from core.config.loading import load_config
 from core.tasks import build_task
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "configs" / "quickstart.yaml"

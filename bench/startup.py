@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 
 from bench import _goal, _results
-from core import startup
-from core.config import load_config
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
+from core.profiling import startup
+from core.config.loading import load_config
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "configs" / "quickstart.yaml"

@@ -30,9 +30,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bench import _results
-from core.config import load_config
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
+from core.config.loading import load_config
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("imports_s", "ray_start_s", "data_check_s", "trainer_build_s", "worker_start_s", "model_build_s", "first_step_s")

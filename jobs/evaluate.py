@@ -4,7 +4,7 @@ Takes a run directory (its summary's checkpoint) or one checkpoint folder inside
 model from the run's config.yaml, and scores the split in this process, without Ray. Writes
 RUN_DIR/eval_SPLIT/: metrics.json (the task's metrics and baselines), table.md (one row per metric,
 per class for segmentation), previews/*.png; prints the table. --export DIR writes the predictions
-in the benchmark's format (see data_pipeline.export).
+in the benchmark's format (see data_pipeline.format.export).
 
 A run stored with output.storage gets eval_SPLIT/ in its S3 folder too, which stays the whole run,
 and can be evaluated from that folder (s3://.../RUN_NAME, --endpoint-url for MinIO) on a machine
@@ -22,16 +22,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from core import checkpoint
-from core.config import ConfigError, ExperimentConfig, load_config
-from core.engine import evaluate
+from core.engine import checkpoint
+from core.config.errors import ConfigError
+from core.config.schema import ExperimentConfig
+from core.config.loading import load_config
+from core.engine.steps import evaluate
 from core.tasks import build_task
-from data_pipeline.export import PredictionExport
-from data_pipeline.local_reader import split_batches
-from data_pipeline.shards import DatasetError, read_manifest
-from data_pipeline.storage import S3, DataStore
-from jobs._run_storage import checkpoint_store, copy_run, fetch_run
-from jobs.train import USAGE_ERROR
+from data_pipeline.format.export import PredictionExport
+from data_pipeline.readers.local import split_batches
+from data_pipeline.format.shards import DatasetError, read_manifest
+from data_pipeline.storage.datastore import S3, DataStore
+from jobs._train.run_storage import checkpoint_store, copy_run, fetch_run
+from jobs._cli import USAGE_ERROR
 
 CPU = torch.device("cpu")
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cluster.connect import CODE_ROOT, connect
-from core.config import ConfigError, RayConfig, SyntheticConfig
-from data_pipeline.shards import DatasetError
-from data_pipeline.storage import DataStore
+from core.config.errors import ConfigError
+from core.config.schema import RayConfig, SyntheticConfig
+from data_pipeline.format.shards import DatasetError
+from data_pipeline.storage.datastore import DataStore
+from jobs._cli import USAGE_ERROR
 
-USAGE_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,11 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     out = DataStore.at(args.out, args.endpoint_url)
     try:
         if args.dataset == "synthetic":
-            from data_pipeline.synthetic import ensure_dataset
+            from data_pipeline.sources.synthetic import ensure_dataset
 
             manifest = ensure_dataset(out, _synthetic(args))
         else:
-            from data_pipeline.preprocess import convert
+            from data_pipeline.sources.preprocess import convert
 
             connect(RayConfig(include_dashboard=False), CODE_ROOT)
             manifest = convert(_source(args), out, args.shard_mb, args.on_bad_sample, args.encoding)
@@ -49,10 +50,10 @@ def _source(args: argparse.Namespace):
     if args.src is None or not args.src.is_dir():
         raise ConfigError(f"--src {args.src} is not a folder: give the root of the {args.dataset} data set")
     if args.dataset == "cityscapes":
-        from data_pipeline.cityscapes import CityscapesSource
+        from data_pipeline.sources.cityscapes import CityscapesSource
 
         return CityscapesSource(args.src.resolve(), args.classes)
-    from data_pipeline.kitti import KittiDepthSource
+    from data_pipeline.sources.kitti import KittiDepthSource
 
     return KittiDepthSource(args.src.resolve(), args.raw.resolve() if args.raw else None,
                             args.semantic.resolve() if args.semantic else None, args.crop)

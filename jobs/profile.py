@@ -19,14 +19,16 @@ from pathlib import Path
 
 from cluster.connect import CODE_ROOT, connect, node_resources
 from cluster.resources import PlanError, make_plan
-from core import profile_ledger
-from core.config import ConfigError, ExperimentConfig, load_config
-from core.environment import package_version
-from data_pipeline.shards import MANIFEST, DatasetError, read_manifest
-from data_pipeline.storage import DataStore
-from jobs._experiment import prepare_data
+from core.profiling import ledger as profile_ledger
+from core.config.errors import ConfigError
+from core.config.schema import ExperimentConfig
+from core.config.loading import load_config
+from core.runs.environment import package_version
+from data_pipeline.format.shards import MANIFEST, DatasetError, read_manifest
+from data_pipeline.storage.datastore import DataStore
+from jobs._train.experiment import prepare_data
+from jobs._cli import USAGE_ERROR
 
-USAGE_ERROR = 2
 LEDGER = "profile_ledger.jsonl"
 
 
@@ -52,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _profile(config: ExperimentConfig, plans, data, args: argparse.Namespace, out_dir: Path) -> int:
-    from core.profile_table import annotate, write_profile
-    from jobs._profiling import profile_combination
+    from core.profiling.table import annotate, write_profile
+    from jobs._profile.profiling import profile_combination
 
     rows = []
     combinations = [(w, p) for w in args.workers for p in args.loader_parallelism]
@@ -74,7 +76,7 @@ def _profile(config: ExperimentConfig, plans, data, args: argparse.Namespace, ou
 
 
 def _find_batch_size(config: ExperimentConfig, plan, data, args: argparse.Namespace, out_dir: Path) -> int:
-    from jobs._batch_size_search import search_batch_size
+    from jobs._profile.batch_size_search import search_batch_size
 
     found = search_batch_size(config, plan, data, out_dir, budget_gb=args.memory_budget_gb, margin=args.safety_margin,
                               max_batch_size=args.max_batch_size)

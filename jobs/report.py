@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.experiments import diff, load_runs
-from core.report_render import write_report
+from core.reporting.experiments import diff, load_runs
+from core.reporting.render import write_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,13 +13,14 @@ import sys
 import numpy as np
 import torch
 
-from core.config import ConfigError, load_config
-from core.model_summary import format_summary, summarise_model
+from core.config.errors import ConfigError
+from core.config.loading import load_config
+from core.profiling.model_summary import format_summary, summarise_model
 from core.tasks import build_task
-from data_pipeline.shards import DatasetError, read_manifest
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset
-from jobs.train import DEFAULT_CONFIG, USAGE_ERROR
+from data_pipeline.format.shards import DatasetError, read_manifest
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset
+from jobs._cli import DEFAULT_CONFIG, USAGE_ERROR
 
 _CHANNELS = {"rgb": 3, "depth": 1, "sparse_depth": 1, "labels": 1}
 

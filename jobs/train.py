@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING
 from cluster import autoscale
 from cluster.connect import CODE_ROOT, connect
 from cluster.resources import PlanError
-from core import startup
-from core.config import ConfigError, load_config
-from data_pipeline.storage import S3
-from jobs import _signals
+from core.profiling import startup
+from core.config.errors import ConfigError
+from core.config.loading import load_config
+from data_pipeline.storage.datastore import S3
+from jobs._train import signals as _signals
+from jobs._cli import DEFAULT_CONFIG, USAGE_ERROR
 
 if TYPE_CHECKING:
-    from core.resume import ResumePoint
+    from jobs._train.resume import ResumePoint
 
 # The run's code, and what it imports (torch, pyarrow, the engine: about 1.5 s of one core), is
 # imported in a thread while Ray starts, which leaves the CPU idle for seconds (bench.startup_cpu).
 # None of it imports a module of Ray's that ray.init imports meanwhile.
-RUN_CODE = ("jobs._experiment",)
-DEFAULT_CONFIG = CODE_ROOT / "configs" / "quickstart.yaml"
-USAGE_ERROR = 2
+RUN_CODE = ("jobs._train.experiment",)
 
 
 def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
         _signals.forward_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
         run_code.join()
         marks["ray_connected"] = startup.mark()
-        from jobs._experiment import prepare_data, run
+        from jobs._train.experiment import prepare_data, run
 
         plan = autoscale.plan_when_it_fits(config.scaling)
         store, manifest, task = prepare_data(config)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
     finally:
         if config.scaling.autoscale_timeout_s > 0:
             autoscale.release()
-    from core.summary import headline
+    from core.runs.summary import headline
 
     print("\n".join([f"run directory: {run_dir}", *headline(summary)]))
     if summary["status"] == "interrupted":
@@ -72,15 +72,15 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
 
 
 def _resume_point(args: argparse.Namespace) -> ResumePoint:
-    from core.resume import find_resume_point
-    from jobs._run_storage import checkpoint_storage, fetch_run
+    from jobs._train.resume import find_resume_point
+    from jobs._train.run_storage import checkpoint_storage, fetch_run
 
     run_dir = str(fetch_run(args.resume, args.endpoint_url)) if args.resume.startswith(S3) else args.resume
     return find_resume_point(run_dir, checkpoint_storage)
 
 
 def _finished(resume: ResumePoint) -> bool:
-    from core.stages import plan_stages
+    from core.engine.stages import plan_stages
 
     return resume.progress.stage >= len(plan_stages(resume.config))
 

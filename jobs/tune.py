@@ -15,14 +15,15 @@ import yaml
 
 from cluster.connect import CODE_ROOT, connect, node_resources
 from cluster.resources import PlanError, make_plan
-from core.config import ConfigError, format_override, load_config
-from core.sweep_config import SweepConfig, load_sweep
-from core.sweep_results import write_results
-from data_pipeline.shards import DatasetError
-from jobs import _signals
-from jobs._experiment import prepare_data
+from core.config.errors import ConfigError
+from core.config.loading import format_override, load_config
+from core.config.sweep import SweepConfig, load_sweep
+from core.reporting.sweep_results import write_results
+from data_pipeline.format.shards import DatasetError
+from jobs._train import signals as _signals
+from jobs._train.experiment import prepare_data
+from jobs._cli import USAGE_ERROR
 
-USAGE_ERROR = 2
 SWEEP_FILE = "sweep.yaml"
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
 
-    from jobs import _sweep  # Ray Tune's import costs seconds; a bad sweep file should not wait for it
+    from jobs._tune import sweep as _sweep  # Ray Tune's import costs seconds; a bad sweep file should not wait for it
 
     if args.resume:
         tuner = _sweep.restore_tuner(sweep, sweep_dir, store, manifest)

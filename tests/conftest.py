@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import SyntheticConfig
+from core.config.schema import SyntheticConfig
 
 TINY_DATA = SyntheticConfig(num_train=16, num_val=8, image_size=32, views_per_scene=4, seed=7, rows_per_shard=8)
 
@@ -35,8 +35,8 @@ def tiny_overrides(data_uri: Path, output_root: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
-    from data_pipeline.storage import DataStore
-    from data_pipeline.synthetic import generate
+    from data_pipeline.storage.datastore import DataStore
+    from data_pipeline.sources.synthetic import generate
 
     root = tmp_path_factory.mktemp("data") / "tiny"
     generate(DataStore.at(root), TINY_DATA)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.sparse_fill import nearest_fill
+from core.models.sparse_fill import nearest_fill
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from core.config import ModelConfig
+from core.config.schema import ModelConfig
 
 DECODERS = {"unet": "Unet", "fpn": "FPN", "deeplabv3plus": "DeepLabV3Plus"}  # model.decoder -> class in smp
 # Every encoder here downsamples by 32; inputs must be a multiple of it.

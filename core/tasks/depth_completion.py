@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from torch import nn
 
-from core.config import TaskConfig
-from core.depth_metrics import DepthErrors
+from core.config.schema import TaskConfig
+from core.evaluation.depth_metrics import DepthErrors
 from core.models.depth_completion import DepthCompletionNet
-from core.sparse_fill import nearest_fill
-from core.tasks import TASKS
+from core.models.sparse_fill import nearest_fill
+from core.tasks.registry import TASKS
 from core.tasks.base import active_losses
 from core.tasks.image_inputs import ImageInputs
 

@@ -16,12 +16,12 @@ from pytorch3d.loss import chamfer_distance, mesh_edge_loss, mesh_laplacian_smoo
 from pytorch3d.ops import sample_points_from_meshes
 from torch import nn
 
-from core.config import TaskConfig
-from core.distributed import all_reduce_sum
-from core.losses import cross_entropy
-from core.metrics import ConfusionMatrix, constant_prediction_miou
+from core.config.schema import TaskConfig
+from core.engine.distributed import all_reduce_sum
+from core.models.losses import cross_entropy
+from core.evaluation.segmentation_metrics import ConfusionMatrix, constant_prediction_miou
 from core.models.mesh_reconstruction import MeshReconstructionNet, unproject
-from core.tasks import TASKS
+from core.tasks.registry import TASKS
 from core.tasks.base import active_losses
 from core.tasks.image_inputs import ImageInputs
 

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.config import TaskConfig
-from core.losses import cross_entropy, focal_loss
-from core.metrics import ConfusionMatrix, constant_prediction_miou
+from core.config.schema import TaskConfig
+from core.models.losses import cross_entropy, focal_loss
+from core.evaluation.segmentation_metrics import ConfusionMatrix, constant_prediction_miou
 from core.models.segmentation import INPUT_MULTIPLE, build_segmentation_model
-from core.tasks import TASKS
+from core.tasks.registry import TASKS
 from core.tasks.base import active_losses
 from core.tasks.image_inputs import ImageInputs
 

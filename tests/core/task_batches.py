@@ -1,9 +1,9 @@
 """Batches for task tests without Ray: the tiny synthetic data set decoded, and random ones."""
 import torch
 
-from data_pipeline.local_reader import split_batches
-from data_pipeline.shards import read_manifest
-from data_pipeline.storage import DataStore
+from data_pipeline.readers.local import split_batches
+from data_pipeline.format.shards import read_manifest
+from data_pipeline.storage.datastore import DataStore
 
 
 def synthetic_batches(root, columns: list[str], batch_size: int = 8) -> tuple[dict, list[dict]]:
@@ -33,9 +33,9 @@ def manifest_for(image_size=32) -> dict:
 
 def train_for(task, batches: list[dict], epochs: int, lr: float):
     """(first epoch's stats, last epoch's stats, the model) after `epochs` epochs over the batches, without Ray."""
-    from core.config import OptimizerConfig
-    from core.engine import train_epoch
-    from core.optim import build_optimizer
+    from core.config.schema import OptimizerConfig
+    from core.engine.steps import train_epoch
+    from core.engine.optim import build_optimizer
 
     model = task.build_model()
     optimizer = build_optimizer(OptimizerConfig(lr=lr), model.parameters())

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from core.augment import augment_batch
-from core.sample_key import SAMPLE_KEY
-from core.config import AugmentConfig
+from core.augmentation.augment import augment_batch
+from core.augmentation.sample_key import SAMPLE_KEY
+from core.config.schema import AugmentConfig
 
 IGNORE = 255
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from core import checkpoint
+from core.engine import checkpoint
 
 
 def _model(hidden: int) -> nn.Module:

@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 import ray
 
-from core.config import ConfigError, ExperimentConfig, load_config
+from core.config.errors import ConfigError
+from core.config.schema import ExperimentConfig
+from core.config.loading import load_config
 from jobs import train
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"

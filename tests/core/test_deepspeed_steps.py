@@ -9,10 +9,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from core.config import ExperimentConfig
-from core.engine import StepRules, train_epoch
-from core.optim import build_optimizer
-from jobs._strategy import deepspeed_config, deepspeed_runs_fp16, wrap
+from core.config.schema import ExperimentConfig
+from core.engine.steppers import StepRules
+from core.engine.steps import train_epoch
+from core.engine.optim import build_optimizer
+from jobs._train.strategy import deepspeed_config, deepspeed_runs_fp16, wrap
 from tests.core import spawned_ranks
 from tests.core.tiny_task import TinyRegression, tiny_batches
 from tests.ray_head import free_port
@@ -41,7 +42,7 @@ def _train(engine, optimizer, batches, rank, rules=StepRules()) -> list[float]:
 
 
 def _worker(rank: int, port: int, out: str, zero_stage: int):
-    from jobs._strategy import full_weights, load_shards, save_shards
+    from jobs._train.strategy import full_weights, load_shards, save_shards
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", rank=rank, world_size=2)

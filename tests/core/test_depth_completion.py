@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from core.config import TaskConfig
-from core.depth_metrics import DepthErrors, per_image
-from core.engine import evaluate
-from core.sparse_fill import nearest_fill
+from core.config.schema import TaskConfig
+from core.evaluation.depth_metrics import DepthErrors, per_image
+from core.engine.steps import evaluate
+from core.models.sparse_fill import nearest_fill
 from core.tasks import build_task
 from tests.core.task_batches import manifest_for, random_batch, synthetic_batches, train_for
 

@@ -8,11 +8,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from core.config import OptimizerConfig, TaskConfig
-from core.distributed import largest
-from core.engine import NonFiniteError, NumericsGuard, StepRules, loss_scaler, train_epoch
-from core.optim import build_optimizer
-from core.stages import freeze
+from core.config.schema import OptimizerConfig, TaskConfig
+from core.engine.distributed import largest
+from core.engine.numerics import NonFiniteError, NumericsGuard, loss_scaler
+from core.engine.steppers import StepRules
+from core.engine.steps import train_epoch
+from core.engine.optim import build_optimizer
+from core.engine.stages import freeze
 from core.tasks import build_task
 from tests.core import spawned_ranks
 from tests.core.task_batches import manifest_for, random_batch

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from core.config import TaskConfig
-from core.engine import evaluate
+from core.config.schema import TaskConfig
+from core.engine.steps import evaluate
 from core.models.mesh_reconstruction import MeshReconstructionNet, cameras_for, fit_grid_depth, grid_faces, render
 from core.tasks import build_task
 from tests.core.task_batches import manifest_for, random_batch, synthetic_batches, train_for
@@ -84,8 +84,8 @@ def test_batch_without_ground_truth_has_defined_losses():
 def test_meshes_reach_tensorboard_through_the_checkpoint(tmp_path):
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    from core import checkpoint
-    from core.run_dir import TENSORBOARD, RunLogger
+    from core.engine import checkpoint
+    from core.runs.run_dir import TENSORBOARD, RunLogger
 
     task = _task()
     inputs, _ = task.split_batch(_batch(), CPU)

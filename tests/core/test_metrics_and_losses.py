@@ -3,8 +3,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from core.losses import cross_entropy, focal_loss
-from core.metrics import ConfusionMatrix, constant_prediction_miou, iou_per_class
+from core.models.losses import cross_entropy, focal_loss
+from core.evaluation.segmentation_metrics import ConfusionMatrix, constant_prediction_miou, iou_per_class
 
 
 def test_confusion_matrix_and_iou_by_hand():

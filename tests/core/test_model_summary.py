@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from core.model_summary import format_summary, summarise_model
+from core.profiling.model_summary import format_summary, summarise_model
 
 
 def test_figures_match_a_hand_count():

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from core import memory, profile_ledger
+from core.profiling import memory, ledger as profile_ledger
 
 KEY = {"model": "segmentation:fpn-resnet18", "input_size": "3x64x64", "device": "cpu", "workers": 2,
        "versions": {"torch": "2.11.0", "ray": "2.60.0"}}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core import run_dir as runs
-from core.config import load_config
-from core.summary import summarise
+from core.runs import run_dir as runs
+from core.config.loading import load_config
+from core.runs.summary import summarise
 from jobs import report
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"

@@ -4,10 +4,10 @@ import itertools
 import pytest
 import torch
 
-from core.config import TaskConfig
-from core.engine import evaluate, train_epoch
-from core.optim import build_optimizer
-from core.config import OptimizerConfig
+from core.config.schema import TaskConfig
+from core.engine.steps import evaluate, train_epoch
+from core.engine.optim import build_optimizer
+from core.config.schema import OptimizerConfig
 from core.tasks import TASKS, build_task
 from tests.core.task_batches import manifest_for, random_batch, synthetic_batches
 

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, load_config
-from core.progress import Progress
-from core.stages import largest_batch, plan_stages
+from core.config.errors import ConfigError
+from core.config.loading import load_config
+from core.engine.progress import Progress
+from core.engine.stages import largest_batch, plan_stages
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "depth_semattnet_kitti.yaml"
 

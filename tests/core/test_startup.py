@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core import startup
+from core.profiling import startup
 
 REPO = Path(__file__).resolve().parents[2]
 _PROBE = """
@@ -26,7 +26,7 @@ def test_jobs_train_leaves_torch_to_the_thread_and_the_thread_leaves_ray_alone()
     done = subprocess.run([sys.executable, "-c", _PROBE], cwd=REPO, capture_output=True, text=True, check=True)
     modules = json.loads(done.stdout)
     assert "torch" not in modules["first"], "jobs.train imports torch before it starts Ray"
-    assert "torch" in modules["then"] and "jobs._experiment" in modules["then"]
+    assert "torch" in modules["then"] and "jobs._train.experiment" in modules["then"]
     # ray.init imports Ray's modules meanwhile; a module both threads import makes one wait for the other.
     assert [name for name in modules["then"] if name == "ray" or name.startswith("ray.")] == []
 
@@ -44,7 +44,7 @@ def test_background_imports_load_modules_and_leave_a_failure_to_the_caller(tmp_p
         sys.modules.pop("startup_probe_ok", None)
 
 
-_START_PROBE = "import jobs, os; from core import startup; print(os.getpid(), startup.process_start(jobs.IMPORTED_AT) - jobs.IMPORTED_AT)"
+_START_PROBE = "import jobs, os; from core.profiling import startup; print(os.getpid(), startup.process_start(jobs.IMPORTED_AT) - jobs.IMPORTED_AT)"
 
 
 @pytest.mark.parametrize("shell_first_s", [0, startup.EXEC_GAP_S + 1])

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import ConfigError
-from core.sweep_config import load_sweep
+from core.config.errors import ConfigError
+from core.config.sweep import load_sweep
 
 QUICKSTART = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
 

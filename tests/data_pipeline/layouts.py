@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipeline import codec
+from data_pipeline.format import codec
 
 CITYSCAPES_SIZE = (16, 32)
 KITTI_SIZE = (40, 64)  # cropped to 32 x 48 in the tests

@@ -5,8 +5,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline import codec, shards
-from data_pipeline.storage import DataStore
+from data_pipeline.format import codec, shards
+from data_pipeline.storage.datastore import DataStore
 from jobs import preprocess
 from tests.data_pipeline.layouts import KITTI_K, cityscapes_tree, kitti_tree
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)

@@ -6,7 +6,7 @@ import ray
 from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import get_or_create_autoscaling_coordinator
 from ray.data._internal.stats import STATS_ACTOR_NAME, STATS_ACTOR_NAMESPACE, get_or_create_stats_actor
 
-from data_pipeline import ray_data_start
+from data_pipeline.readers import ray_data_start
 from tests.ray_fixtures import local_ray  # noqa: F401
 
 COORDINATOR = ("AutoscalingCoordinator", "AutoscalingCoordinator")  # Ray Data's name and namespace for it

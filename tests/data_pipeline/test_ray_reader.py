@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from core.sample_key import SAMPLE_KEY
-from data_pipeline.ray_reader import TASK_BYTES, decoded_row_bytes, read_split, read_tasks
-from data_pipeline.shard_datasource import PATH, read_shards
-from data_pipeline.shards import shard_paths
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import generate
+from core.augmentation.sample_key import SAMPLE_KEY
+from data_pipeline.readers.ray_data import TASK_BYTES, decoded_row_bytes, read_split, read_tasks
+from data_pipeline.readers.shard_datasource import PATH, read_shards
+from data_pipeline.format.shards import shard_paths
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import generate
 from tests.conftest import TINY_DATA
 from tests.ray_fixtures import local_ray  # noqa: F401
 

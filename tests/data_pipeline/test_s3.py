@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import ray
 
-from data_pipeline import shards
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset, generate
+from data_pipeline.format import shards
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset, generate
 from jobs import preprocess, train
 from tests.conftest import TINY_DATA, tiny_overrides
 from tests.data_pipeline.layouts import cityscapes_tree

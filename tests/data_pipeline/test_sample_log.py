@@ -5,7 +5,7 @@ import time
 import ray
 from ray.exceptions import RayActorError
 
-from data_pipeline.sample_log import SampleLogRef
+from data_pipeline.readers.sample_log import SampleLogRef
 from tests.ray_fixtures import local_ray  # noqa: F401
 
 

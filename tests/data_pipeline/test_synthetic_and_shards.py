@@ -5,13 +5,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import SyntheticConfig
-from data_pipeline import codec, shards
-from data_pipeline.render import IGNORE_LABEL
-from data_pipeline.storage import DataStore
-from data_pipeline.synthetic import ensure_dataset, generate
-from data_pipeline.terrain import CLASSES
-from data_pipeline.validate import check_shards
+from core.config.schema import SyntheticConfig
+from data_pipeline.format import codec, shards
+from data_pipeline.sources.render import IGNORE_LABEL
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.sources.synthetic import ensure_dataset, generate
+from data_pipeline.sources.terrain import CLASSES
+from data_pipeline.format.validate import check_shards
 
 SMALL = SyntheticConfig(num_train=6, num_val=2, image_size=32, views_per_scene=3, seed=3, rows_per_shard=4)
 

@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline import codec
-from data_pipeline.ray_reader import decode_images
-from data_pipeline.shards import MANIFEST, DatasetError
-from data_pipeline.storage import DataStore
-from data_pipeline.validate import SampleRules, check_shards
+from data_pipeline.format import codec
+from data_pipeline.readers.ray_data import decode_images
+from data_pipeline.format.shards import MANIFEST, DatasetError
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.format.validate import SampleRules, check_shards
 
 COLUMNS = ["rgb", "labels", "sample_id"]
 SHARD = "train-00000.parquet"

@@ -3,8 +3,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.config import ConfigError, load_config
-from jobs._trainer import checkpoint_config
+from core.config.errors import ConfigError
+from core.config.loading import load_config
+from jobs._train.trainer import checkpoint_config
 
 DEPTH = SimpleNamespace(monitor="val/rmse", monitor_mode="min")
 

@@ -2,7 +2,7 @@
 exactly the stream, and a failure of the first batch must surface where the batches are taken."""
 import pytest
 
-from jobs._train_worker import _EarlyBatches
+from jobs._train.worker import _EarlyBatches
 
 
 def test_the_early_batches_are_the_whole_stream_in_order():

@@ -3,15 +3,15 @@ import json
 import numpy as np
 import torch
 
-from core import checkpoint
-from core.config import load_config, to_yaml
-from core.engine import evaluate
+from core.engine import checkpoint
+from core.config.loading import load_config, to_yaml
+from core.engine.steps import evaluate
 from core.tasks import build_task
-from data_pipeline import codec
-from data_pipeline.export import PredictionExport, _cityscapes_label_ids
-from data_pipeline.local_reader import split_batches
-from data_pipeline.shards import read_manifest
-from data_pipeline.storage import DataStore
+from data_pipeline.format import codec
+from data_pipeline.format.export import PredictionExport, _cityscapes_label_ids
+from data_pipeline.readers.local import split_batches
+from data_pipeline.format.shards import read_manifest
+from data_pipeline.storage.datastore import DataStore
 from jobs import evaluate as evaluate_job
 from jobs.train import DEFAULT_CONFIG
 

@@ -16,7 +16,7 @@ import ray
 from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
-from core import checkpoint
+from core.engine import checkpoint
 from jobs import train
 from tests.conftest import tiny_overrides
 from tests.ray_head import free_port

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from core.profile_table import INPUT_BOUND_SHARE, annotate
+from core.profiling.table import INPUT_BOUND_SHARE, annotate
 from jobs import profile
 from tests.conftest import tiny_overrides
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)

@@ -16,11 +16,11 @@ import psutil
 import pytest
 import torch
 
-from core import checkpoint
-from core.config import load_config
-from core.resume import latest_checkpoint
+from core.engine import checkpoint
+from core.config.loading import load_config
+from jobs._train.resume import latest_checkpoint
 from jobs import train
-from jobs._run_storage import checkpoint_storage
+from jobs._train.run_storage import checkpoint_storage
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import checkpoint
-from core.config import load_config, to_yaml
-from core.resume import find_resume_point
-from data_pipeline.storage import DataStore
+from core.engine import checkpoint
+from core.config.loading import load_config, to_yaml
+from jobs._train.resume import find_resume_point
+from data_pipeline.storage.datastore import DataStore
 from jobs import evaluate, train
-from jobs._run_storage import checkpoint_storage, copy_run_files, run_store
+from jobs._train.run_storage import checkpoint_storage, copy_run_files, run_store
 from tests.conftest import tiny_overrides
 from tests.s3_server import SECRET, ray_with_s3_credentials, s3  # noqa: F401  (fixtures)
 from tests.tcp_outage import Outage

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from jobs import _signals
+from jobs._train import signals as _signals
 
 
 def test_sigterm_becomes_ctrl_c_and_the_run_knows_which_it_was():

@@ -8,9 +8,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from core import checkpoint
+from core.engine import checkpoint
 from jobs import train
-from jobs._strategy import deepspeed_runs_fp16
+from jobs._train.strategy import deepspeed_runs_fp16
 from tests.conftest import TINY_DATA, tiny_overrides
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 

@@ -1,9 +1,9 @@
 import re
 
-from core.config import load_config
+from core.config.loading import load_config
 from core.tasks import build_task
-from data_pipeline.shards import read_manifest
-from data_pipeline.storage import DataStore
+from data_pipeline.format.shards import read_manifest
+from data_pipeline.storage.datastore import DataStore
 from jobs import summary
 from jobs.train import DEFAULT_CONFIG
 

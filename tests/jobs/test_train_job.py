@@ -11,11 +11,12 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from core import checkpoint
-from core.resume import TRAIN_STORAGE, find_resume_point
-from data_pipeline import codec, shards
+from core.engine import checkpoint
+from core.runs.run_dir import TRAIN_STORAGE
+from jobs._train.resume import find_resume_point
+from data_pipeline.format import codec, shards
 from jobs import train
-from jobs._run_storage import checkpoint_storage
+from jobs._train.run_storage import checkpoint_storage
 from tests.conftest import tiny_overrides
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 

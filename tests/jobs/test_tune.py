@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from core.config import load_config
-from core.sweep_config import load_sweep
-from data_pipeline.shards import read_manifest
-from data_pipeline.storage import DataStore
-from jobs import _experiment, _sweep, tune
+from core.config.loading import load_config
+from core.config.sweep import load_sweep
+from data_pipeline.format.shards import read_manifest
+from data_pipeline.storage.datastore import DataStore
+from jobs._train import experiment as _experiment
+from jobs._tune import sweep as _sweep
+from jobs import tune
 from tests.ray_fixtures import local_ray_with_dashboard  # noqa: F401  (fixture)
 from tests.sweep_files import FRACTIONAL, sweep_file
 

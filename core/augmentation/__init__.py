@@ -1,0 +1,1 @@
+"""Train-time augmentation of decoded samples, driven by the kinds of the columns a task declares."""

@@ -1,0 +1,148 @@
+"""The step loop: one training epoch and one evaluation pass, for any task, with or without workers.
+
+The loop sums the task's named losses, steps the optimizer, and times how long each step waited
+for its batch. Distribution enters only through core.engine.distributed (a no-op in one process) and
+through whatever wrapper the caller put around the model.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.engine.distributed import all_reduce_sum, world_size
+from core.engine.numerics import AUTOCAST_DTYPES, NumericsGuard, loss_scaler
+from core.engine.stages import hold_frozen_norms
+from core.engine.steppers import StepRules, is_deepspeed, stepper_for
+from core.tasks.base import Task, batch_length
+
+
+@dataclass
+class EpochStats:
+    losses: dict[str, float]
+    steps: int
+    samples: int
+    seconds: float
+    data_wait_seconds: float
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """What one optimizer step cost; handed to the on_step hook of train_epoch."""
+
+    step: int
+    samples: int
+    seconds: float  # from asking for the batch to the end of the optimizer step
+    data_wait_seconds: float
+    loss: float
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    baselines: dict[str, float]
+    previews: list[np.ndarray] = field(default_factory=list)
+    meshes: list[dict[str, np.ndarray]] = field(default_factory=list)  # {"verts", "faces", "colors"}, from 3D tasks
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], task: Task,
+                device: torch.device, on_step: Callable[[StepTiming], None] | None = None, rules: StepRules = StepRules(),
+                guard: NumericsGuard | None = None, scaler: torch.amp.GradScaler | None = None) -> EpochStats:
+    """scaler: fp16's loss scale, carried from epoch to epoch by the caller; a new one when not given."""
+    model.train()
+    hold_frozen_norms(model)
+    guard = guard or NumericsGuard(0)
+    scaler = scaler or loss_scaler(rules.precision == "fp16" and not is_deepspeed(model), device)
+    stepper = stepper_for(model, optimizer, rules, guard, scaler)
+    autocast_dtype = AUTOCAST_DTYPES.get(rules.precision)
+    totals: dict[str, torch.Tensor] = {}
+    steps = samples = micro = 0
+    start = time.perf_counter()
+    timer = _WaitTimer(batches)
+    step_start, waited_before, samples_before = start, 0.0, 0
+    for batch, is_last in _flag_last(timer):
+        inputs, targets = task.split_batch(batch, device)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            losses = task.losses(model(inputs), targets)
+            loss = sum(task.loss_weights[name] * value for name, value in losses.items())
+        micro += 1
+        ends_group = micro % rules.grad_accumulation == 0 or is_last
+        stepper.backward(loss, losses, steps + 1, ends_group)
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0.0) + value.detach().float()
+        samples += batch_length(inputs)
+        if not ends_group:
+            continue
+        steps += 1
+        if on_step is not None:
+            if device.type == "cuda":  # kernels run asynchronously: the step ends when the device is done
+                torch.cuda.synchronize(device)
+            now = time.perf_counter()
+            on_step(StepTiming(steps, samples - samples_before, now - step_start, timer.waited - waited_before, loss.item()))
+            step_start, waited_before, samples_before = now, timer.waited, samples
+    if steps == 0:
+        raise RuntimeError("this worker received no training batch: the train split has fewer rows than workers")
+    optimizer.zero_grad(set_to_none=True)  # evaluation and checkpoints need no gradients: their memory is free again
+    averaged = _mean_over_workers({name: value / micro for name, value in totals.items()})
+    return EpochStats(averaged, steps, samples, time.perf_counter() - start, timer.waited)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[dict], task: Task, device: torch.device, num_previews: int = 0,
+             on_batch: Callable[[dict, Any], None] | None = None) -> Evaluation:
+    """on_batch(batch, outputs): sees every batch's predictions (jobs.evaluate exports them)."""
+    model.eval()
+    state = task.new_metrics()
+    previews: list[np.ndarray] = []
+    meshes: list[dict[str, np.ndarray]] = []
+    for batch in batches:
+        inputs, targets = task.split_batch(batch, device)
+        outputs = model(inputs)
+        state.update(outputs, targets)
+        if on_batch is not None:
+            on_batch(batch, outputs)
+        if len(previews) < num_previews:
+            previews += task.previews(inputs, outputs, targets)[: num_previews - len(previews)]
+            if hasattr(task, "preview_meshes"):
+                meshes += task.preview_meshes(outputs)[: num_previews - len(meshes)]
+    state.all_reduce()
+    return Evaluation(state.compute(), state.baselines(), previews, meshes)
+
+
+def _flag_last(items: Iterable[dict]) -> Iterator[tuple[dict, bool]]:
+    """Each item with whether it is the last, so that a short last accumulation group still ends in a step."""
+    iterator = iter(items)
+    current = next(iterator, None)
+    while current is not None:
+        following = next(iterator, None)
+        yield current, following is None
+        current = following
+
+
+def _mean_over_workers(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    names = sorted(values)
+    stacked = torch.stack([torch.as_tensor(values[n], dtype=torch.float64).cpu() for n in names])
+    all_reduce_sum(stacked)
+    return {name: float(v) / world_size() for name, v in zip(names, stacked)}
+
+
+class _WaitTimer:
+    """Iterates batches and adds up the seconds spent waiting for the next one."""
+
+    def __init__(self, batches: Iterable[dict]):
+        self._iterator: Iterator[dict] = iter(batches)
+        self.waited = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        start = time.perf_counter()
+        try:
+            return next(self._iterator)
+        finally:
+            self.waited += time.perf_counter() - start

@@ -1,0 +1,1 @@
+"""Metrics that add up across workers, with the trivial baselines a result is read against."""

@@ -1,0 +1,1 @@
+"""Reading runs and sweeps back: tables, diffs, ablation views, report pages."""

@@ -1,0 +1,108 @@
+"""The runs under a folder, read back from their run directories: table rows, ablation groups, diffs."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.config.schema import TaskConfig
+from core.runs.run_dir import METRICS, SUMMARY, read_metrics
+
+# Keys that label a run rather than change what it trains: ignored when grouping an ablation.
+LABEL_KEYS = ("name", "output.")
+LOSS_WEIGHTS = "task.loss.weights."
+
+
+@dataclass
+class Run:
+    folder: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    records: list[dict[str, Any]]
+    env: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def flat_config(self) -> dict[str, Any]:
+        return flatten(self.config)
+
+
+def load_runs(root: Path) -> list[Run]:
+    """Every run directory under root (any depth), oldest name first; a run without summary.json is still running or was killed."""
+    runs = []
+    for config_file in sorted(root.rglob("config.yaml")):
+        folder = config_file.parent
+        if not (folder / METRICS).exists() and not (folder / SUMMARY).exists():
+            continue
+        summary_file = folder / SUMMARY
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {"status": "no summary (running or killed)"}
+        env_file = folder / "env.json"
+        env = json.loads(env_file.read_text()) if env_file.exists() else {}
+        runs.append(Run(folder, yaml.safe_load(config_file.read_text()), summary, read_metrics(folder), env))
+    return sorted(runs, key=lambda run: run.name)
+
+
+def row(run: Run) -> dict[str, Any]:
+    config, summary = run.config, run.summary
+    monitor = summary.get("monitor", "val/miou")
+    best = summary.get("best") or {}
+    last = summary.get("last") or {}
+    weights = config["task"]["loss"]["weights"] or {}
+    data = summary.get("data", {})
+    return {
+        "run": run.name,
+        "task": config["task"]["name"],
+        "data": f"{Path(config['data']['uri']).name} ({data.get('train', '?')} train / {data.get('val', '?')} val)",
+        "stages": len(config.get("stages", [])) or 1,
+        "losses": ", ".join(f"{name} x{weight:g}" for name, weight in weights.items() if weight > 0),
+        "model": TaskConfig.model_validate(config["task"]).model_label,
+        "batch x workers": f"{config['train']['batch_size']} x {config['scaling']['num_workers']}",
+        "lr": config["train"]["optimizer"]["lr"],
+        "epochs": f"{summary.get('epochs_completed', len(run.records))}/{config['train']['epochs']}",
+        f"best {monitor}": best.get(monitor),
+        f"last {monitor}": last.get(monitor),
+        "status": summary.get("status"),
+        "wall time (s)": round(summary["wall_time_s"]) if "wall_time_s" in summary else None,
+        "restarts": summary.get("restarts_from_checkpoint"),
+    }
+
+
+def ablation_groups(runs: list[Run]) -> list[list[Run]]:
+    """Sets of two or more runs whose configs differ only in loss weights (and labels)."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        key = {k: v for k, v in run.flat_config.items() if not k.startswith((LOSS_WEIGHTS, *LABEL_KEYS))}
+        groups.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(run)
+    return [group for group in groups.values() if len({json.dumps(r.config["task"]["loss"]["weights"], sort_keys=True) for r in group}) > 1]
+
+
+def diff(a: Run, b: Run) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """(config keys that differ, packages whose versions differ), each as (name, value in a, value in b)."""
+    return _differences(a.flat_config, b.flat_config), _differences(_packages(a.env), _packages(b.env))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _packages(env: dict[str, Any]) -> dict[str, str]:
+    pairs = (entry.split("==", 1) for entry in env.get("packages", []) if "==" in entry)
+    versions = {name.lower(): version for name, version in pairs}
+    versions["python"] = env.get("python")
+    return versions
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    return [(key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]

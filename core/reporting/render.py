@@ -1,0 +1,125 @@
+"""report.md and a self-contained report.html (sortable table, loss curves inline, ablation view)."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from core.reporting.experiments import Run, ablation_groups, row  # noqa: E402
+
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0];
+  const rows = Array.from(body.rows);
+  const ascending = th.dataset.order !== "asc";
+  th.dataset.order = ascending ? "asc" : "desc";
+  const value = r => { const t = r.cells[column].dataset.value ?? r.cells[column].textContent; const n = parseFloat(t); return isNaN(n) ? t : n; };
+  rows.sort((a, b) => { const x = value(a), y = value(b); return (x > y ? 1 : x < y ? -1 : 0) * (ascending ? 1 : -1); });
+  rows.forEach(r => body.appendChild(r));
+}));
+"""
+STYLE = """
+body { font-family: sans-serif; margin: 2em; } table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; } th { background: #eee; cursor: pointer; }
+.curves { display: flex; flex-wrap: wrap; gap: 1em; } .curves figure { margin: 0; } .curves img { width: 420px; }
+"""
+
+
+def write_report(runs: list[Run], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [row(run) for run in runs]
+    curves = {run.name: _curve_png(run) for run in runs}
+    (out_dir / "curves").mkdir(exist_ok=True)
+    for name, png in curves.items():
+        (out_dir / "curves" / f"{name}.png").write_bytes(png)
+    groups = ablation_groups(runs)
+    markdown, page = out_dir / "report.md", out_dir / "report.html"
+    markdown.write_text(_markdown(rows, groups))
+    page.write_text(_html(rows, groups, curves))
+    return markdown, page
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _markdown(rows: list[dict], groups: list[list[Run]]) -> str:
+    lines = [f"# Experiment report: {len(rows)} runs", ""]
+    if rows:
+        header = list(rows[0])
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_fmt(r[k]) for k in header) + " |" for r in rows]
+    lines += ["", "## Loss curves", ""] + [f"![{r['run']}](curves/{r['run']}.png)" for r in rows]
+    lines += ["", "## Ablations (runs differing only in loss weights)", ""]
+    for index, group in enumerate(groups, 1):
+        lines += [f"### Ablation {index}", "", "| run | losses | " + " | ".join(_metric_columns(group)) + " |",
+                  "|---|---|" + "---|" * len(_metric_columns(group))]
+        for run in group:
+            r = row(run)
+            lines.append(f"| {r['run']} | {r['losses']} | " + " | ".join(_fmt(r[k]) for k in _metric_columns(group)) + " |")
+        lines.append("")
+    if not groups:
+        lines.append("No set of runs differs only in loss weights.")
+    return "\n".join(lines) + "\n"
+
+
+def _metric_columns(group: list[Run]) -> list[str]:
+    return [k for k in row(group[0]) if k.startswith(("best ", "last "))]
+
+
+def _html(rows: list[dict], groups: list[list[Run]], curves: dict[str, bytes]) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Experiment report</title><style>{STYLE}</style></head><body>",
+             f"<h1>Experiment report: {len(rows)} runs</h1>", "<p>Click a column header to sort.</p>", _html_table(rows, "runs")]
+    parts.append("<h2>Loss curves</h2><div class='curves'>")
+    for name, png in curves.items():
+        encoded = base64.b64encode(png).decode()
+        parts.append(f"<figure><img alt='loss curves of {html.escape(name)}' src='data:image/png;base64,{encoded}'>"
+                     f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    parts.append("</div><h2>Ablations (runs differing only in loss weights)</h2>")
+    for index, group in enumerate(groups, 1):
+        columns = ["run", "losses", *_metric_columns(group)]
+        parts += [f"<h3>Ablation {index}</h3>", _html_table([{k: row(run)[k] for k in columns} for run in group], f"ablation-{index}")]
+    if not groups:
+        parts.append("<p>No set of runs differs only in loss weights.</p>")
+    parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
+    return "\n".join(parts)
+
+
+def _html_table(rows: list[dict], table_id: str) -> str:
+    if not rows:
+        return "<p>No runs.</p>"
+    header = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td data-value='{html.escape(str(v if v is not None else ''))}'>{html.escape(_fmt(v))}</td>" for v in r.values()) + "</tr>"
+        for r in rows
+    )
+    return f"<table class='sortable' id='{table_id}'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _curve_png(run: Run) -> bytes:
+    figure, (losses, metric) = plt.subplots(1, 2, figsize=(8, 3))
+    epochs = [r["epoch"] for r in run.records]
+    for key in sorted({k for r in run.records for k in r if k.startswith("train/") and k not in ("train/samples_per_s", "train/data_wait_share")}):
+        losses.plot(epochs, [r.get(key) for r in run.records], marker="o", label=key)
+    monitor = run.summary.get("monitor", "val/miou")
+    metric.plot(epochs, [r.get(monitor) for r in run.records], marker="o", color="tab:green", label=monitor)
+    for axis, title in ((losses, "training losses"), (metric, monitor)):
+        axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.set_title(title)
+        axis.legend(fontsize=7)
+    figure.suptitle(run.name, fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return buffer.getvalue()

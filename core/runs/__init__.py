@@ -1,0 +1,1 @@
+"""A run's own records: its directory, environment and summary."""

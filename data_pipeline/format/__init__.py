@@ -1,0 +1,1 @@
+"""The data set on disk: Parquet shards, manifest, image encoding, validation, statistics and exports."""

@@ -1,0 +1,62 @@
+"""Predictions written in the public benchmarks' formats, so their official tools score them.
+
+Segmentation of Cityscapes: labelIds PNGs (train ids or categories mapped back to Cityscapes
+label ids through cityscapesscripts' table) named like the inputs, `<city>_<seq>_<frame>_leftImg8bit.png`,
+which the Cityscapes evaluation script finds by their first three fields. Other segmentation data:
+class-id PNGs named after the sample id. Depth: KITTI depth-completion uint16 PNGs (metres x 256,
+0 = no prediction) named after the input image.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_pipeline.format import codec
+
+_KITTI_SELECTION = "selection_"
+
+
+class PredictionExport:
+    def __init__(self, folder: Path, manifest: dict[str, Any], task_name: str):
+        self.folder, self.task_name = folder, task_name
+        if task_name == "mesh_reconstruction":
+            raise ValueError("--export writes segmentation and depth-completion predictions; meshes have no benchmark format here")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cityscapes = manifest.get("name") == "cityscapes"
+        self.label_ids = _cityscapes_label_ids(manifest["source"]["classes"]) if self.cityscapes else None
+        self.written = 0
+
+    def __call__(self, batch: dict[str, Any], outputs: Any) -> None:
+        if self.task_name == "segmentation":
+            for sample_id, classes in zip(batch["sample_id"], outputs.argmax(1).cpu().numpy().astype(np.uint8)):
+                self._write_classes(sample_id, classes)
+        else:
+            for sample_id, depth in zip(batch["sample_id"], outputs["depth"][:, 0].detach().cpu().numpy()):
+                name = sample_id[len(_KITTI_SELECTION):] if sample_id.startswith(_KITTI_SELECTION) else sample_id
+                stored = np.round(np.clip(depth, 0, codec.MAX_DEPTH_M) * codec.DEPTH_SCALE).astype(np.uint16)
+                (self.folder / f"{name}.png").write_bytes(codec.encode_png(stored))
+                self.written += 1
+
+    def _write_classes(self, sample_id: str, classes: np.ndarray) -> None:
+        if self.cityscapes:
+            (self.folder / f"{sample_id}_leftImg8bit.png").write_bytes(codec.encode_png(self.label_ids[classes]))
+        else:
+            (self.folder / f"{sample_id}.png").write_bytes(codec.encode_png(classes))
+        self.written += 1
+
+
+def _cityscapes_label_ids(scheme: str) -> np.ndarray:
+    """class index -> the Cityscapes label id that the evaluation script maps back to that class."""
+    from cityscapesscripts.helpers.labels import labels
+
+    lookup = np.zeros(256, dtype=np.uint8)
+    for label in reversed(labels):  # the first label of a class wins, as in the label table's order
+        if label.id < 0:
+            continue
+        if scheme == "trainids" and 0 <= label.trainId < 255:
+            lookup[label.trainId] = label.id
+        elif scheme == "categories" and label.categoryId > 0 and not label.ignoreInEval:
+            lookup[label.categoryId - 1] = label.id
+    return lookup

@@ -1,0 +1,1 @@
+"""The parts of python -m jobs.train: the experiment, its Ray Train trainer and worker, storage, logging, signals."""

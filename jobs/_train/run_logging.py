@@ -1,0 +1,55 @@
+"""A Ray Train callback that writes each report into the run directory.
+
+It runs in the Train controller, which Ray places on the driver's node, so metrics.jsonl and tb/
+land beside config.yaml even when the workers run on other machines.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ray.train import Checkpoint, UserCallback
+
+from core.engine.checkpoint import load_meshes, load_previews
+from jobs._train.resume import CheckpointStorage
+from core.runs.run_dir import RunLogger
+from data_pipeline.storage.datastore import DataStore
+from jobs._train.best_checkpoints import BestCheckpoints
+from jobs._train.run_storage import RUN_FILES, copy_run_files
+
+
+class RunDirCallback(UserCallback):
+    def __init__(self, run_dir: Path, checkpoints: CheckpointStorage, remote: DataStore | None, best: BestCheckpoints | None):
+        self.run_dir = run_dir
+        self.checkpoints = checkpoints
+        self.best = best
+        self.remote = remote  # the run's S3 folder (output.storage), where the files are copied each epoch
+        self._logger: RunLogger | None = None  # made on first use: a SummaryWriter cannot be pickled
+        self._copied: dict[str, tuple] = {}  # the run files uploaded so far, as copy_run_files keeps them
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
+        record = dict(metrics[0])  # rank 0's figures, already reduced over all workers, as Ray Train keeps them
+        images, meshes = [], []
+        if checkpoint is not None:
+            record["checkpoint"] = self.checkpoints.display(checkpoint.path)
+            if self.best is not None:
+                self.best.offer(record, checkpoint.path)
+            with checkpoint.as_directory() as folder:
+                images, meshes = load_previews(Path(folder)), load_meshes(Path(folder))
+        if self._logger is None:
+            self._logger = RunLogger(self.run_dir)
+        self._logger.log(record, step=int(record["epoch"]), images=images, meshes=meshes)
+        copy_run_files(self.run_dir, self.remote, RUN_FILES, self._copied)
+        print(_progress_line(record), file=sys.stderr, flush=True)
+
+
+def _progress_line(record: dict[str, Any]) -> str:
+    shown = [f"epoch {record['epoch']}" + (f" ({record['stage']})" if record.get("stage", "train") != "train" else "")]
+    for key in ("train/loss", "val/miou", "val/pixel_acc", "val/rmse", "val/mae", "val/depth_mae", "val/chamfer",
+                "train/samples_per_s"):
+        if isinstance(record.get(key), float):
+            shown.append(f"{key} {record[key]:.4g}")
+    if record.get("stage_event"):
+        shown.append(f"stage {record['stage_event']}")
+    return "  ".join(shown)

@@ -1,0 +1,97 @@
+"""Compose a Ray Train TorchTrainer from a validated config, its resource plan and its data."""
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import ray.data
+from ray.data import ExecutionOptions, ExecutionResources
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from cluster.resources import ResourcePlan
+from core.config.schema import ExperimentConfig, FailureSettings, TrainConfig
+from core.runs.run_dir import TRAIN_STORAGE
+from core.engine.stages import largest_batch
+from core.tasks.base import Task
+from data_pipeline.readers.ray_data import read_split
+from data_pipeline.storage.datastore import DataStore
+from data_pipeline.format.validate import SampleRules
+from jobs._train.run_storage import checkpoint_storage, checkpoint_store, run_store
+from jobs._train.best_checkpoints import BestCheckpoints
+from jobs._train.run_logging import RunDirCallback
+from jobs._train.worker import train_loop_per_worker
+
+
+def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, store: DataStore,
+                  manifest: dict[str, Any], run_dir: Path, extra_callbacks: list = (),
+                  init_checkpoint: dict[str, str] | None = None, rules: SampleRules | None = None, resumes: int = 0) -> TorchTrainer:
+    """init_checkpoint: where a new run starts from (see jobs._train.worker._restore); Ray Train's own
+    restarts after a failure, and resumes (the resumes-th time, in a run directory that has one),
+    take the run's latest checkpoint instead."""
+    checkpoints = checkpoint_store(config, run_dir)
+    dataset_config = data_config(plan, config.data.preserve_order)  # first: datasets take the DataContext as it is when they are made
+    return TorchTrainer(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads, "plan": asdict(plan),
+                           "run_name": run_dir.name, "checkpoints": checkpoints.uri, "init_checkpoint": init_checkpoint, "resumes": resumes},
+        scaling_config=scaling_config(plan),
+        datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, plan.data_tasks_at_once, rules,
+                                    batch_rows=largest_batch(config)) for split in ("train", "val")},
+        dataset_config=dataset_config,
+        run_config=RunConfig(
+            name=TRAIN_STORAGE,
+            storage_path=posixpath.dirname(checkpoints.root),
+            storage_filesystem=checkpoints.arrow_fs() if checkpoints.is_s3 else None,
+            failure_config=failure_config(config.failure),
+            checkpoint_config=checkpoint_config(config.train, task),
+            callbacks=[_run_dir_callback(config, task, run_dir), *extra_callbacks],
+        ),
+    )
+
+
+def _run_dir_callback(config: ExperimentConfig, task: Task, run_dir: Path) -> RunDirCallback:
+    checkpoints = checkpoint_storage(config, run_dir)
+    keep = config.train.best_checkpoints
+    best = BestCheckpoints(checkpoints, keep, task.monitor, task.monitor_mode) if keep else None
+    return RunDirCallback(run_dir, checkpoints, run_store(config, run_dir), best)
+
+
+def checkpoint_config(train: TrainConfig, task: Task) -> CheckpointConfig:
+    """Ray Train keeps the best num_to_keep by one reported figure, and always the latest; ranked by
+    epoch, that is the last num_to_keep. Both at once Ray cannot keep: it refuses to restore a run
+    whose list names a folder pruned behind its back."""
+    if train.checkpoints_kept_by == "epoch":
+        return CheckpointConfig(num_to_keep=train.checkpoints_to_keep, checkpoint_score_attribute="epoch", checkpoint_score_order="max")
+    return CheckpointConfig(num_to_keep=train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor,
+                            checkpoint_score_order=task.monitor_mode)
+
+
+def failure_config(settings: FailureSettings) -> FailureConfig:
+    """Ray Train retries a worker group it cannot place forever by default, so a run that lost a node
+    for good would hang; here it waits failure.resource_wait_s, then fails. The wait is read by Ray
+    Train's controller from this environment variable, which it copies from the driver's."""
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = f"{settings.resource_wait_s:g}"
+    return FailureConfig(max_failures=settings.max_failures, controller_failure_limit=0)
+
+
+def scaling_config(plan: ResourcePlan) -> ScalingConfig:
+    return ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker())
+
+
+def data_config(plan: ResourcePlan, preserve_order: bool = False) -> DataConfig:
+    quiet_ray_data()
+    # Ray Data gets exactly the CPUs the plan reserved for it, so concurrent runs (sweep trials)
+    # each keep their share instead of all sizing themselves from the whole cluster.
+    limits = ExecutionResources(cpu=plan.data_cpus)
+    return DataConfig(execution_options=ExecutionOptions(resource_limits=limits, preserve_order=preserve_order))
+
+
+def quiet_ray_data() -> None:
+    """Per-block progress bars and per-epoch plan printouts would bury the lines the jobs print."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False

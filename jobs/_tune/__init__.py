@@ -1,0 +1,1 @@
+"""The parts of python -m jobs.tune: Ray Tune trials around Ray Train runs."""
