@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from core.config.schema import ExperimentConfig
 from core.config.loading import load_config
 from core.engine.optim import build_optimizer
-from core.tasks import build_task
+from core.tasks.catalog import build_task
 from data_pipeline.format.shards import read_manifest
 from data_pipeline.storage.datastore import DataStore
 

@@ -20,7 +20,7 @@ import ray
 
 from bench import _results
 from cluster.connect import CODE_ROOT, PREEMPTION_WATCHER, connect
-from core.config.schema import RayConfig
+from core.config.sections import RayConfig
 
 SETTLE_S = 3.0
 WAYS = ("a: inherited", "b: runtime_env")

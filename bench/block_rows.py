@@ -17,8 +17,9 @@ import time
 from bench import _results
 from bench.ingest import BATCH, COLUMNS, _data_sets, _epoch
 from cluster.connect import CODE_ROOT, connect
-from core.config.schema import RayConfig
-from data_pipeline.readers.ray_data import decoded_row_bytes, read_split
+from core.config.sections import RayConfig
+from data_pipeline.readers.decode import decoded_row_bytes
+from data_pipeline.readers.ray_data import read_split
 
 
 def samples_per_s(store, manifest: dict, rows: int, cpus: int) -> float:

@@ -24,15 +24,17 @@ import torch
 
 from bench import _results
 from cluster.connect import CODE_ROOT, connect
-from core.config.schema import RayConfig, SyntheticConfig
+from core.config.sections import RayConfig, SyntheticConfig
 from data_pipeline.format.codec import ENCODINGS
-from data_pipeline.readers.ray_data import BLOCK_BYTES, decode_images, read_split
+from core.tasks.columns import Column, Kind
+from data_pipeline.readers.decode import decode_columns
+from data_pipeline.readers.ray_data import BLOCK_BYTES, read_split
 from data_pipeline.format.shards import shard_paths
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.sources.synthetic import ensure_dataset
 
-COLUMNS = ["rgb", "labels"]
-READ = [*COLUMNS, "sample_id"]  # as read_split reads them: each row's id becomes the key augmentation seeds by
+COLUMNS = [Column("rgb", Kind.IMAGE, (3,)), Column("labels", Kind.LABEL_MAP)]  # the quickstart's
+READ = [*(column.name for column in COLUMNS), "sample_id"]  # as read_split reads them: each row's id becomes the key augmentation seeds by
 BATCH = 32
 
 
@@ -68,7 +70,7 @@ def _decoded_batches(path: str, own_storage: bool = True):
     """A shard decoded at once, as a read task decodes a block, in batches. own_storage: each batch is copied
     out, so that a DataLoader worker sends its batch's bytes, not the whole shard's, through shared memory."""
     table = pq.read_table(path, columns=READ)
-    decoded = decode_images({name: table.column(name) for name in READ})
+    decoded = decode_columns({name: table.column(name) for name in READ}, COLUMNS)
     tensors = {name: torch.from_numpy(values) for name, values in decoded.items()}
     for start in range(0, table.num_rows, BATCH):
         yield {name: values[start:start + BATCH].clone() if own_storage else values[start:start + BATCH]

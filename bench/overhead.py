@@ -34,11 +34,11 @@ import torch.nn.functional as F
 
 from bench import _goal, _results
 from cluster.connect import CODE_ROOT, connect
-from core.config.schema import OptimizerConfig, RayConfig
+from core.config.sections import OptimizerConfig, RayConfig
 from core.config.loading import load_config
 from core.engine.steps import train_epoch
 from core.engine.optim import build_optimizer
-from core.tasks import build_task
+from core.tasks.catalog import build_task
 from data_pipeline.readers.local import split_batches
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.sources.synthetic import ensure_dataset

@@ -27,7 +27,7 @@ import psutil
 from bench import _results
 from bench.overhead import _setup, engine_loop
 from cluster.connect import CODE_ROOT, connect
-from core.config.schema import RayConfig
+from core.config.sections import RayConfig
 
 HELPERS = ("PlacementGroupCleaner", "_AutoscalingCoordinatorActor", "DatasetManager", "PreemptionWatcher")
 MODES = ("as is", "helpers paused", "all paused")

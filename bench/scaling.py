@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import _results
 from core.config.loading import load_config
-from core.tasks import build_task
+from core.tasks.catalog import build_task
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.sources.synthetic import ensure_dataset
 

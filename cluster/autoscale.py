@@ -8,7 +8,7 @@ from ray.autoscaler.sdk import request_resources
 
 from cluster.connect import node_resources
 from cluster.resources import PlanError, ResourcePlan, make_plan
-from core.config.schema import ScalingConfig
+from core.config.sections import ScalingConfig
 
 
 def plan_when_it_fits(scaling: ScalingConfig, poll_s: float = 2.0) -> ResourcePlan:

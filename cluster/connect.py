@@ -9,7 +9,7 @@ import ray
 
 from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
 
-from core.config.schema import RayConfig
+from core.config.sections import RayConfig
 
 CODE_ROOT = Path(__file__).resolve().parent.parent  # this checkout: local workers import it, a cluster is sent it
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config.schema import ScalingConfig
+from core.config.sections import ScalingConfig
 
 
 class PlanError(RuntimeError):

@@ -27,7 +27,7 @@ from core.config.errors import ConfigError
 from core.config.schema import ExperimentConfig
 from core.config.loading import load_config
 from core.engine.steps import evaluate
-from core.tasks import build_task
+from core.tasks.catalog import build_task
 from data_pipeline.format.export import PredictionExport
 from data_pipeline.readers.local import split_batches
 from data_pipeline.format.shards import DatasetError, read_manifest

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from cluster.connect import CODE_ROOT, connect
 from core.config.errors import ConfigError
-from core.config.schema import RayConfig, SyntheticConfig
+from core.config.sections import RayConfig, SyntheticConfig
 from data_pipeline.format.shards import DatasetError
 from data_pipeline.storage.datastore import DataStore
 from jobs._cli import USAGE_ERROR

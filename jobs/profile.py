@@ -65,7 +65,7 @@ def _profile(config: ExperimentConfig, plans, data, args: argparse.Namespace, ou
         rows += profile_combination(config, plans[workers], parallelism, args.batch_sizes, data,
                                     (args.warmup, args.steps), out_dir)
     rows = annotate(rows, config.scaling.data_cpus)
-    title = f"{config.name}: {config.task.model.decoder}-{config.task.model.encoder}"
+    title = f"{config.name}: {config.task.name} {config.task.model_label}"
     verdict = write_profile(out_dir, rows, title)
     manifest = data[1]
     key = {**profile_ledger.workload(config, tuple(manifest["image_size"])), "versions": _versions()}

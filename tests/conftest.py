@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config.schema import SyntheticConfig
+from core.config.sections import SyntheticConfig
 
 TINY_DATA = SyntheticConfig(num_train=16, num_val=8, image_size=32, views_per_scene=4, seed=7, rows_per_shard=8)
 

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from core.config.errors import ConfigError, describe
+from core.config.errors import ConfigError, describe_first
 from core.config.schema import ExperimentConfig
 
 
@@ -33,7 +33,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(describe(err.errors()[0], source, ExperimentConfig)) from None
+        raise ConfigError(describe_first(err, source, ExperimentConfig)) from None
 
 
 def to_yaml(config: ExperimentConfig) -> str:
@@ -53,15 +53,24 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set one dotted key; a number steps into a list (stages.0.epochs=1), which must already hold that item."""
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {item!r} is not of the form dotted.key=value (for example train.epochs=3)")
     parts = key.split(".")
-    node = raw
-    for depth, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            prefix = ".".join(parts[: depth + 1])
-            raise ConfigError(f"override {key}: {prefix} is a value ({child!r}), not a section with keys")
-        node = child
-    node[parts[-1]] = yaml.safe_load(text) if text else ""
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        prefix, last = ".".join(parts[: depth + 1]), depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key}: {'.'.join(parts[:depth])} is a list of {len(node)} item(s); "
+                                  f"{part!r} is not one of its indices 0..{len(node) - 1}")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {'.'.join(parts[:depth])} is a value ({node!r}), not a section with keys")
+        if last:
+            node[part] = yaml.safe_load(text) if text else ""
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            node = node[part]

@@ -22,8 +22,9 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from core.config.errors import ConfigError
-from core.config.errors import describe
-from core.config.schema import ExperimentConfig, Strict
+from core.config.errors import describe_first
+from core.config.schema import ExperimentConfig
+from core.config.sections import Strict
 from core.config.loading import format_override, load_config
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -101,7 +102,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
     try:
         sweep = SweepConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(describe(err.errors()[0], str(path), SweepConfig)) from None
+        raise ConfigError(describe_first(err, str(path), SweepConfig)) from None
     _check_space(sweep, str(path))
     return sweep
 

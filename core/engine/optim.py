@@ -5,7 +5,7 @@ from typing import Iterable
 
 import torch
 
-from core.config.schema import OptimizerConfig, PlateauConfig
+from core.config.sections import OptimizerConfig, PlateauConfig
 
 
 def build_optimizer(config: OptimizerConfig, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:

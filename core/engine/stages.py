@@ -11,7 +11,8 @@ from fnmatch import fnmatchcase
 
 from torch import nn
 
-from core.config.schema import ExperimentConfig, OptimizerConfig
+from core.config.schema import ExperimentConfig
+from core.config.sections import OptimizerConfig
 
 PREVIOUS = "previous"
 

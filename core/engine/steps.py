@@ -18,7 +18,7 @@ from core.engine.distributed import all_reduce_sum, world_size
 from core.engine.numerics import AUTOCAST_DTYPES, NumericsGuard, loss_scaler
 from core.engine.stages import hold_frozen_norms
 from core.engine.steppers import StepRules, is_deepspeed, stepper_for
-from core.tasks.base import Task, batch_length
+from core.tasks.base import Task, batch_length, weighted_sum
 
 
 @dataclass
@@ -68,10 +68,10 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
         inputs, targets = task.split_batch(batch, device)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             losses = task.losses(model(inputs), targets)
-            loss = sum(task.loss_weights[name] * value for name, value in losses.items())
+            loss = weighted_sum(losses, task.loss_weights)
         micro += 1
         ends_group = micro % rules.grad_accumulation == 0 or is_last
-        stepper.backward(loss, losses, steps + 1, ends_group)
+        stepper.backward(loss, {n: v for n, v in losses.items() if task.loss_weights[n] > 0}, steps + 1, ends_group)
         for name, value in losses.items():
             totals[name] = totals.get(name, 0.0) + value.detach().float()
         samples += batch_length(inputs)

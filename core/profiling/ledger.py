@@ -20,9 +20,9 @@ MEASURED = ("s_per_it", "peak_memory_mb", "samples_per_s", "data_wait_share", "c
 
 
 def workload(config: ExperimentConfig, image_size: tuple[int, int]) -> dict[str, str]:
-    model = config.task.model
-    return {"model": f"{config.task.name}:{model.decoder}-{model.encoder}",
-            "input_size": f"{config.task.input_channels}x{image_size[0]}x{image_size[1]}"}
+    """The task with its model's label (two tasks may build models of the same label), and what the model sees."""
+    return {"model": f"{config.task.name}:{config.task.model_label}",
+            "input_size": f"{'+'.join(config.task.inputs)} {image_size[0]}x{image_size[1]}"}
 
 
 def append(ledger: Path, rows: list[dict[str, Any]], key: dict[str, Any]) -> int:

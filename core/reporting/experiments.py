@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from core.config.schema import TaskConfig
+from core.tasks.catalog import task_config
 from core.runs.run_dir import METRICS, SUMMARY, read_metrics
 
 # Keys that label a run rather than change what it trains: ignored when grouping an ablation.
@@ -61,7 +61,7 @@ def row(run: Run) -> dict[str, Any]:
         "data": f"{Path(config['data']['uri']).name} ({data.get('train', '?')} train / {data.get('val', '?')} val)",
         "stages": len(config.get("stages", [])) or 1,
         "losses": ", ".join(f"{name} x{weight:g}" for name, weight in weights.items() if weight > 0),
-        "model": TaskConfig.model_validate(config["task"]).model_label,
+        "model": task_config(**config["task"]).model_label,
         "batch x workers": f"{config['train']['batch_size']} x {config['scaling']['num_workers']}",
         "lr": config["train"]["optimizer"]["lr"],
         "epochs": f"{summary.get('epochs_completed', len(run.records))}/{config['train']['epochs']}",

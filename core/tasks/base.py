@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.tasks.columns import Column
+
 
 class MetricState(Protocol):
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None: ...
@@ -24,10 +26,12 @@ class MetricState(Protocol):
 
 
 class Task(Protocol):
-    columns: list[str]  # data set columns this task reads
+    config_class: type  # its section of the config (a core.config.sections.TaskSection with name: Literal[...])
+    columns: list[Column]  # the data set columns this task reads, with their kinds
+    inputs: list[str]  # the columns its model sees
     monitor: str  # the validation metric that ranks checkpoints
     monitor_mode: str  # "max" or "min": which way the monitored metric improves
-    loss_weights: dict[str, float]  # the losses that are on, by name; losses() returns exactly these
+    loss_weights: dict[str, float]  # the configured losses by name, 0 for one that is off; losses() returns exactly these
 
     def __init__(self, config: Any, manifest: dict[str, Any]): ...
 
@@ -45,12 +49,18 @@ class Task(Protocol):
         """HxWx3 uint8 images, one per sample, showing input, truth and prediction side by side."""
 
 
-def active_losses(weights: dict[str, float], known: tuple[str, ...], task: str) -> dict[str, float]:
-    """The configured losses with weight > 0, after refusing names the task does not have."""
+def loss_weights(weights: dict[str, float], known: tuple[str, ...], task: str) -> dict[str, float]:
+    """The configured losses, after refusing names the task does not have. A loss at weight 0 stays: it is
+    computed and logged beside the others, so a reader of the run sees that it was off."""
     unknown = sorted(set(weights) - set(known))
     if unknown:
         raise ValueError(f"task.loss.weights names {unknown}; the {task} task's losses are {list(known)}")
-    return {name: weight for name, weight in weights.items() if weight > 0}
+    return dict(weights)
+
+
+def weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """The loss the optimizer follows: the terms that are on, weighted (a term that is off adds nothing, not 0 x NaN)."""
+    return sum(weights[name] * value for name, value in losses.items() if weights[name] > 0)
 
 
 def batch_length(inputs: Any) -> int:

@@ -1,4 +1,4 @@
-"""Name -> builder maps that refuse duplicates and list the valid names on a miss; TASKS, the one of tasks."""
+"""Name -> builder maps that refuse duplicates and list the valid names on a miss; the two of tasks."""
 from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
@@ -29,4 +29,6 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
 
-TASKS: Registry = Registry("task")  # each task module registers its class; core.tasks imports them all
+# Each task's config.py registers its section and its task.py the task class; core.tasks.catalog imports them.
+TASK_CONFIGS: Registry = Registry("task")
+TASKS: Registry = Registry("task")

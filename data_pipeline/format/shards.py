@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.tasks.columns import Kind
 from data_pipeline.storage.datastore import DataStore
 
 SCHEMA_VERSION = 1
@@ -35,6 +36,9 @@ SCHEMA = pa.schema(
         ("mesh_face_labels", pa.list_(pa.uint8())),  # F class ids
     ]
 )
+
+# What each image column of the schema holds, for the checks of converted samples (core.tasks.columns).
+IMAGE_KINDS = {"rgb": Kind.IMAGE, "depth": Kind.DEPTH_MAP, "sparse_depth": Kind.DEPTH_MAP, "labels": Kind.LABEL_MAP}
 
 
 # Every read task decompresses its shards. A 128-row .npy shard of the synthetic set read in 2.7 ms

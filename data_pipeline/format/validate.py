@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from core.tasks.columns import Kind
 from data_pipeline.readers.sample_log import SampleLogRef
 from data_pipeline.format.shards import SCHEMA, DatasetError, sha256_of, shard_paths
 from data_pipeline.storage.datastore import DataStore
@@ -56,33 +57,38 @@ def _check_footer(store: DataStore, shard: dict[str, Any], columns: list[str]) -
         raise DatasetError(f"{where} holds {metadata.num_rows} rows, the manifest says {shard['rows']}")
 
 
-def sample_problem(sample: dict[str, np.ndarray], image_size: tuple[int, int], num_classes: int, ignore_index: int) -> str | None:
-    """What is wrong with one decoded sample, or None."""
-    return _problem(sample, image_size, num_classes, ignore_index, first_axis=0)
+def sample_problem(sample: dict[str, np.ndarray], kinds: dict[str, Kind], image_size: tuple[int, int], num_classes: int,
+                   ignore_index: int) -> str | None:
+    """What is wrong with one decoded sample, or None. kinds: each column's kind (core.tasks.columns)."""
+    return _problem(sample, kinds, image_size, num_classes, ignore_index, first_axis=0)
 
 
-def batch_has_problem(batch: dict[str, np.ndarray], image_size: tuple[int, int], num_classes: int, ignore_index: int) -> bool:
+def batch_has_problem(batch: dict[str, np.ndarray], kinds: dict[str, Kind], image_size: tuple[int, int], num_classes: int,
+                      ignore_index: int) -> bool:
     """Whether a sample of a stacked batch (samples along the first axis) has a problem; sample_problem says which."""
-    return _problem(batch, image_size, num_classes, ignore_index, first_axis=1) is not None
+    return _problem(batch, kinds, image_size, num_classes, ignore_index, first_axis=1) is not None
 
 
-def _problem(images: dict[str, np.ndarray], image_size: tuple[int, int], num_classes: int, ignore_index: int,
-             first_axis: int) -> str | None:
+def _problem(columns: dict[str, np.ndarray], kinds: dict[str, Kind], image_size: tuple[int, int], num_classes: int,
+             ignore_index: int, first_axis: int) -> str | None:
     """first_axis: where height and width start in each array's shape; the value checks hold element-wise."""
     height, width = image_size
-    for name, image in images.items():
+    maps = {name: values for name, values in columns.items() if kinds[name] in (Kind.IMAGE, Kind.LABEL_MAP, Kind.DEPTH_MAP)}
+    for name, image in maps.items():
         found = image.shape[first_axis:first_axis + 2]
         if found != (height, width):
             return f"{name} is {'x'.join(map(str, found))}, the data set's images are {height}x{width}"
-    if "labels" in images:
-        labels = images["labels"]
-        wrong = (labels >= num_classes) & (labels != ignore_index)
-        if wrong.any():
-            return (f"label ids {sorted(np.unique(labels[wrong]).tolist())[:5]} are outside the class table "
-                    f"(0..{num_classes - 1}, or {ignore_index} for unlabelled)")
-    for name in ("depth", "sparse_depth"):
-        if name in images and not (np.isfinite(images[name]).all() and (images[name] >= 0).all()):
+    for name, values in maps.items():
+        if kinds[name] is Kind.LABEL_MAP:
+            wrong = (values >= num_classes) & (values != ignore_index)
+            if wrong.any():
+                return (f"label ids {sorted(np.unique(values[wrong]).tolist())[:5]} are outside the class table "
+                        f"(0..{num_classes - 1}, or {ignore_index} for unlabelled)")
+        elif kinds[name] is Kind.DEPTH_MAP and not (np.isfinite(values).all() and (values >= 0).all()):
             return f"{name} has non-finite or negative values"
+    for name, values in columns.items():
+        if name not in maps and not np.isfinite(values).all():
+            return f"{name} has non-finite values"
     return None
 
 
@@ -97,11 +103,11 @@ class SampleRules:
     on_bad: str  # "error" | "skip"
     log: SampleLogRef | None = None  # required with on_bad "skip"
 
-    def problem(self, sample: dict[str, np.ndarray]) -> str | None:
-        return sample_problem(sample, self.image_size, self.num_classes, self.ignore_index)
+    def problem(self, sample: dict[str, np.ndarray], kinds: dict[str, Kind]) -> str | None:
+        return sample_problem(sample, kinds, self.image_size, self.num_classes, self.ignore_index)
 
-    def batch_passes(self, batch: dict[str, np.ndarray]) -> bool:
-        return not batch_has_problem(batch, self.image_size, self.num_classes, self.ignore_index)
+    def batch_passes(self, batch: dict[str, np.ndarray], kinds: dict[str, Kind]) -> bool:
+        return not batch_has_problem(batch, kinds, self.image_size, self.num_classes, self.ignore_index)
 
     def reject(self, shard: str, sample_id: str, reason: str) -> None:
         """shard: as the store's filesystem names it. Raise (on_bad "error"), or log the skip (on_bad "skip")."""

@@ -12,7 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from data_pipeline.readers.ray_data import decode_images
+from core.tasks.columns import Column
+from data_pipeline.readers.decode import PATH, decode_columns
 from data_pipeline.format.shards import shard_paths
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.format.validate import SampleRules
@@ -20,17 +21,18 @@ from data_pipeline.format.validate import SampleRules
 SAMPLE_IDS = "sample_id"
 
 
-def split_batches(store: DataStore, manifest: dict[str, Any], split: str, columns: list[str],
+def split_batches(store: DataStore, manifest: dict[str, Any], split: str, columns: list[Column],
                   batch_size: int) -> Iterator[dict[str, Any]]:
     """Torch batches of the columns, in shard order, each with a list of its sample ids under SAMPLE_IDS."""
+    names = [column.name for column in columns]
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"], "error")
     for path in shard_paths(store, manifest, split):
-        table = pq.read_table(path, columns=[*columns, SAMPLE_IDS], filesystem=store.arrow_fs())
+        table = pq.read_table(path, columns=[*names, SAMPLE_IDS], filesystem=store.arrow_fs())
         for start in range(0, table.num_rows, batch_size):
             chunk = table.slice(start, batch_size)
-            raw = {name: chunk.column(name) for name in [*columns, SAMPLE_IDS]}
+            raw = {name: chunk.column(name) for name in [*names, SAMPLE_IDS]}
             ids = chunk.column(SAMPLE_IDS).to_pylist()
-            raw["path"] = np.array([path] * len(ids), dtype=object)
-            batch: dict[str, Any] = {name: torch.from_numpy(values) for name, values in decode_images(raw, rules).items()}
+            raw[PATH] = np.array([path] * len(ids), dtype=object)
+            batch: dict[str, Any] = {name: torch.from_numpy(values) for name, values in decode_columns(raw, columns, rules).items()}
             batch[SAMPLE_IDS] = ids
             yield batch

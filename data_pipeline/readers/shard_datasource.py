@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from ray.data import Datasource, ReadTask
 from ray.data.block import Block, BlockAccessor, BlockMetadata
 
-PATH = "path"  # the column naming each row's shard, as read_parquet's include_paths does
+from data_pipeline.readers.decode import PATH
+
 Decode = Callable[[dict[str, pa.ChunkedArray]], dict[str, np.ndarray]]  # Arrow's columns: binary ones decode from their buffers
 
 

@@ -19,6 +19,7 @@ from data_pipeline.format import codec, shards
 from data_pipeline.format.dataset_stats import Progress, Stats, sample_stats
 from data_pipeline.format.shards import DatasetError
 from data_pipeline.storage.datastore import DataStore
+from data_pipeline.format.shards import IMAGE_KINDS
 from data_pipeline.format.validate import sample_problem
 
 ROWS_PER_SHARD_CAP = 100_000  # shards are cut by size; this only bounds a shard of tiny samples
@@ -94,7 +95,7 @@ def _load(item: dict[str, str], source: Source, encoding: str) -> dict[str, Any]
         return _bad(item, f"{type(err).__name__}: {err}", files)
     height, width = images["rgb"].shape[:2]
     checked = {k: v for k, v in images.items() if k != "labels" or source.classes}
-    problem = sample_problem(checked, (height, width), len(source.classes), source.ignore_index)
+    problem = sample_problem(checked, IMAGE_KINDS, (height, width), len(source.classes), source.ignore_index)
     if problem:
         return _bad(item, problem, files)
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from core.config.schema import SyntheticConfig
+from core.config.sections import SyntheticConfig
 from data_pipeline.format import codec, shards
 from data_pipeline.format.dataset_stats import Progress, Stats, sample_stats
 from data_pipeline.sources.render import IGNORE_LABEL, View, render_views

@@ -20,7 +20,8 @@ from core.profiling import memory
 from core.config.schema import ExperimentConfig
 from core.engine.distributed import all_reduce_sum, world_size
 from core.engine.optim import build_optimizer
-from core.tasks import build_task
+from core.tasks.catalog import build_task
+from core.tasks.base import weighted_sum
 
 # On the CPU a probe that overshoots does not fail cleanly, it swaps the machine: a batch whose
 # extrapolated peak is this far over the budget is counted as not fitting without being run.
@@ -105,7 +106,7 @@ def _step(model, optimizer, task, sample: dict, batch: int, device: torch.device
     with quiet:
         inputs, targets = task.split_batch(tiled, device)
         losses = task.losses(model(inputs), targets)
-        sum(task.loss_weights[name] * value for name, value in losses.items()).backward()
+        weighted_sum(losses, task.loss_weights).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     peak = memory.peak_bytes(device)

@@ -20,7 +20,7 @@ from core.profiling.comm_timing import AllreduceTimer
 from core.config.schema import ExperimentConfig
 from core.engine.steps import StepTiming, train_epoch
 from core.engine.optim import build_optimizer
-from core.tasks import build_task
+from core.tasks.catalog import build_task
 
 
 def profile_loop_per_worker(loop_config: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from core.config.schema import ExperimentConfig
 from jobs._train.resume import ResumePoint, drop_records_after
 from core.engine.stages import PREVIOUS, check_patterns, plan_stages
 from core.runs.summary import summarise
-from core.tasks import build_task
+from core.tasks.catalog import build_task
 from core.tasks.base import Task
 from data_pipeline.format.shards import DatasetError, read_manifest
 from data_pipeline.storage.datastore import DataStore
@@ -42,7 +42,8 @@ def prepare_data(config: ExperimentConfig) -> tuple[DataStore, dict[str, Any], T
     manifest = ensure_dataset(store, config.data.synthetic) if config.data.generate_if_missing else read_manifest(store)
     task = build_task(config.task, manifest)
     check_stages(config, manifest, task)
-    check_shards(store, manifest, ["train", "val"], [*task.columns, "sample_id"], checksums=config.data.verify_checksums)
+    names = [*(column.name for column in task.columns), "sample_id"]
+    check_shards(store, manifest, ["train", "val"], names, checksums=config.data.verify_checksums)
     return store, manifest, task
 
 

@@ -13,7 +13,8 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from cluster.resources import ResourcePlan
-from core.config.schema import ExperimentConfig, FailureSettings, TrainConfig
+from core.config.schema import ExperimentConfig
+from core.config.sections import FailureSettings, TrainConfig
 from core.runs.run_dir import TRAIN_STORAGE
 from core.engine.stages import largest_batch
 from core.tasks.base import Task

@@ -28,7 +28,8 @@ from cluster.resources import ResourcePlan, shortfall
 from core.engine import checkpoint
 from core.profiling import memory, startup
 from core.augmentation.augment import augment_batch
-from core.config.schema import AugmentConfig, ExperimentConfig
+from core.config.sections import AugmentConfig
+from core.config.schema import ExperimentConfig
 from core.engine.distributed import largest
 from core.engine.steps import EpochStats, Evaluation, evaluate, train_epoch
 from core.engine.numerics import NumericsGuard, loss_scaler
@@ -37,7 +38,8 @@ from core.engine.optim import apply_hyperparameters, build_plateau
 from core.engine.progress import Progress
 from core.engine.stages import PREVIOUS, Stage, freeze, plan_stages
 from core.engine.steppers import is_deepspeed
-from core.tasks import build_task
+from core.tasks.catalog import build_task
+from core.tasks.columns import Column
 from jobs._train.dashboard_metrics import DashboardMetrics
 from jobs._train.strategy import full_weights, load_shards, loss_scale, save_shards, wrap
 
@@ -193,7 +195,8 @@ def _train_and_evaluate(model, optimizer, task, config: ExperimentConfig, epoch:
 
 def _train_batches(config: ExperimentConfig, epoch: int, run: _Run) -> Iterable[dict[str, torch.Tensor]]:
     augment = config.data.augment
-    collate = _Augmenting(augment, config.seed, epoch, run.manifest["ignore_index"]) if augment else None
+    columns = build_task(config.task, run.manifest).columns
+    collate = _Augmenting(augment, columns, config.seed, epoch, run.manifest["ignore_index"]) if augment else None
     return run.train_data.iter_torch_batches(
         batch_size=config.train.batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
         local_shuffle_seed=config.seed * 100_003 + epoch * 101 + run.rank, collate_fn=collate,
@@ -213,7 +216,7 @@ def _record(epoch: int, stage: Stage, progress: Progress, task, stats: EpochStat
         "lr": learning_rate,
         "batch_size": stage.config.train.batch_size,
         **{f"train/{name}": value for name, value in stats.losses.items()},
-        "train/loss": sum(task.loss_weights[name] * value for name, value in stats.losses.items()),
+        "train/loss": sum(task.loss_weights[name] * value for name, value in stats.losses.items() if task.loss_weights[name] > 0),
         **{f"loss_weight/{name}": weight for name, weight in task.loss_weights.items()},
         "train/samples_per_s": stats.samples * run.world_size / stats.seconds,
         "memory/worker_peak_mb": largest(memory.peak_bytes(run.device) / 2**20, run.device),
@@ -288,11 +291,11 @@ def _report(metrics: dict[str, Any], run: _Run, model, optimizer, progress: Prog
 class _Augmenting(NumpyBatchCollateFn):
     """Augments in the iterator's prefetch thread, so the step does not wait for it."""
 
-    def __init__(self, config: AugmentConfig, seed: int, epoch: int, ignore_index: int):
-        self.config, self.seed, self.epoch, self.ignore_index = config, seed, epoch, ignore_index
+    def __init__(self, config: AugmentConfig, columns: list[Column], seed: int, epoch: int, ignore_index: int):
+        self.config, self.columns, self.seed, self.epoch, self.ignore_index = config, columns, seed, epoch, ignore_index
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return augment_batch(batch, self.config, self.seed, self.epoch, self.ignore_index)
+        return augment_batch(batch, self.columns, self.config, self.seed, self.epoch, self.ignore_index)
 
 
 def _seed(seed: int) -> None:

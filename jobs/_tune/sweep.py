@@ -21,7 +21,7 @@ from core.runs import run_dir as runs
 from core.config.loading import format_override, load_config
 from core.runs.summary import summarise
 from core.config.sweep import SweepConfig
-from core.tasks import build_task
+from core.tasks.catalog import build_task
 from data_pipeline.storage.datastore import DataStore
 from jobs._train.experiment import run
 from jobs._tune.trial_reporting import fit_reporting_to_tune

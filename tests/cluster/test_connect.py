@@ -8,7 +8,7 @@ import pytest
 import ray
 
 from cluster.connect import PREEMPTION_WATCHER, RAY_DATA_LOGGING, connect
-from core.config.schema import RayConfig
+from core.config.sections import RayConfig
 from tests.ray_fixtures import REPO
 
 

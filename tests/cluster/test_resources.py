@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cluster.resources import PlanError, make_plan, shortfall
-from core.config.schema import ScalingConfig
+from core.config.sections import ScalingConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TWO_CPUS = [{"CPU": 2.0, "memory": 1e10}]

@@ -1,16 +1,22 @@
 """Batches for task tests without Ray: the tiny synthetic data set decoded, and random ones."""
 import torch
 
+from core.tasks.columns import Column, Kind
 from data_pipeline.readers.local import split_batches
 from data_pipeline.format.shards import read_manifest
 from data_pipeline.storage.datastore import DataStore
 
 
+TERRAIN = {"rgb": Column("rgb", Kind.IMAGE, (3,)), "labels": Column("labels", Kind.LABEL_MAP),
+           "depth": Column("depth", Kind.DEPTH_MAP), "sparse_depth": Column("sparse_depth", Kind.DEPTH_MAP),
+           "intrinsics": Column("intrinsics", Kind.CAMERA)}  # the synthetic terrain's columns, as tasks declare them
+
+
 def synthetic_batches(root, columns: list[str], batch_size: int = 8) -> tuple[dict, list[dict]]:
-    """(manifest, the train split as torch batches of the given columns)."""
+    """(manifest, the train split as torch batches of the named columns)."""
     store = DataStore.at(root)
     manifest = read_manifest(store)
-    return manifest, list(split_batches(store, manifest, "train", columns, batch_size))
+    return manifest, list(split_batches(store, manifest, "train", [TERRAIN[name] for name in columns], batch_size))
 
 
 def random_batch(n=2, size=32, classes=3) -> dict[str, torch.Tensor]:
@@ -33,7 +39,7 @@ def manifest_for(image_size=32) -> dict:
 
 def train_for(task, batches: list[dict], epochs: int, lr: float):
     """(first epoch's stats, last epoch's stats, the model) after `epochs` epochs over the batches, without Ray."""
-    from core.config.schema import OptimizerConfig
+    from core.config.sections import OptimizerConfig
     from core.engine.steps import train_epoch
     from core.engine.optim import build_optimizer
 

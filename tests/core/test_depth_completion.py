@@ -3,18 +3,17 @@ import math
 import pytest
 import torch
 
-from core.config.schema import TaskConfig
 from core.evaluation.depth_metrics import DepthErrors, per_image
 from core.engine.steps import evaluate
 from core.models.sparse_fill import nearest_fill
-from core.tasks import build_task
+from core.tasks.catalog import build_task, task_config
 from tests.core.task_batches import manifest_for, random_batch, synthetic_batches, train_for
 
 CPU = torch.device("cpu")
 
 
 def _task(manifest=None, **config):
-    return build_task(TaskConfig(name="depth_completion", **config), manifest or manifest_for())
+    return build_task(task_config(name="depth_completion", **config), manifest or manifest_for())
 
 
 @pytest.mark.parametrize("inputs, completion, weights", [
@@ -31,7 +30,7 @@ def test_model_returns_the_configured_losses(inputs, completion, weights):
     assert len(outputs["branches"]) == (3 if "labels" in inputs else 2)
     assert (model.refine is not None) == bool(completion.get("cspn_iterations"))
     losses = task.losses(outputs, targets)
-    assert list(losses) == [name for name, weight in weights.items() if weight > 0]
+    assert list(losses) == list(weights), "a loss at weight 0 is still computed, to be logged as off"
     assert all(torch.isfinite(value) for value in losses.values())
 
 
@@ -44,7 +43,7 @@ def test_cspn_keeps_the_measured_depths():
 
 
 def test_depth_is_the_target_not_an_input():
-    with pytest.raises(ValueError, match="depth is its target"):
+    with pytest.raises(ValueError, match="Input should be 'rgb', 'sparse_depth' or 'labels'"):
         _task(inputs=["rgb", "sparse_depth", "depth"])
     with pytest.raises(ValueError, match="'l2', 'l1'"):
         _task(loss={"weights": {"cross_entropy": 1.0}})

@@ -8,14 +8,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from core.config.schema import OptimizerConfig, TaskConfig
+from core.config.sections import OptimizerConfig
 from core.engine.distributed import largest
 from core.engine.numerics import NonFiniteError, NumericsGuard, loss_scaler
 from core.engine.steppers import StepRules
 from core.engine.steps import train_epoch
 from core.engine.optim import build_optimizer
 from core.engine.stages import freeze
-from core.tasks import build_task
+from core.tasks.catalog import build_task, task_config
 from tests.core import spawned_ranks
 from tests.core.task_batches import manifest_for, random_batch
 from tests.core.tiny_task import TinyRegression, tiny_batches
@@ -124,7 +124,7 @@ def test_the_loss_scale_goes_on_from_its_saved_state_as_if_never_stopped():
 
 
 EVERY_TASK = pytest.mark.parametrize(
-    "task_config", [{"name": "segmentation"}, {"name": "depth_completion"},
+    "task_values", [{"name": "segmentation"}, {"name": "depth_completion"},
                     {"name": "mesh_reconstruction", "mesh": {"grid": [6, 6], "hidden": 8}}], ids=lambda config: config["name"])
 
 
@@ -136,8 +136,8 @@ def _batch_for_every_task() -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @EVERY_TASK
-def test_every_task_trains_under_autocast(task_config, precision):
-    task = build_task(TaskConfig(**task_config), manifest_for())
+def test_every_task_trains_under_autocast(task_values, precision):
+    task = build_task(task_config(**task_values), manifest_for())
     torch.manual_seed(0)
     model = task.build_model()
     before = [p.detach().clone() for p in model.parameters()]
@@ -153,10 +153,10 @@ def test_every_task_trains_under_autocast(task_config, precision):
 
 
 @EVERY_TASK
-def test_every_tasks_images_reach_the_model_contiguous_channels_first(task_config):
+def test_every_tasks_images_reach_the_model_contiguous_channels_first(task_values):
     """Batches arrive (B, H, W, C); a permuted view would make the convolutions run channels-last against
     channels-first weights (slower, and DDP copies each weight gradient into its bucket: ImageInputs.rgb)."""
-    task = build_task(TaskConfig(**task_config), manifest_for())
+    task = build_task(task_config(**task_values), manifest_for())
     inputs, _ = task.split_batch(_batch_for_every_task(), CPU)
     named = inputs.items() if isinstance(inputs, dict) else [("input", inputs)]
     contiguous = {name: tensor.is_contiguous() for name, tensor in named if tensor.dim() == 4}
@@ -222,7 +222,7 @@ def test_guard_skips_up_to_the_allowed_steps_and_counts_them():
 
 
 def test_frozen_parameters_and_their_norm_statistics_stay_bit_identical():
-    task = build_task(TaskConfig(), manifest_for())
+    task = build_task(task_config(), manifest_for())
     model = task.build_model()
     frozen = freeze(model, ("encoder.*",))
     assert frozen and all(name.startswith("encoder.") for name in frozen)
@@ -235,7 +235,7 @@ def test_frozen_parameters_and_their_norm_statistics_stay_bit_identical():
 
 
 def test_a_freeze_pattern_that_matches_nothing_is_an_error_naming_the_modules():
-    model = build_task(TaskConfig(), manifest_for()).build_model()
+    model = build_task(task_config(), manifest_for()).build_model()
     with pytest.raises(ValueError, match=r"'backbone\.\*' matches no parameter .*'decoder', 'encoder', 'segmentation_head'"):
         freeze(model, ("backbone.*",))
 

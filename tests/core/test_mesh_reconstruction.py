@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from core.config.schema import TaskConfig
 from core.engine.steps import evaluate
 from core.models.mesh_reconstruction import MeshReconstructionNet, cameras_for, fit_grid_depth, grid_faces, render
-from core.tasks import build_task
+from core.tasks.catalog import build_task, task_config
 from tests.core.task_batches import manifest_for, random_batch, synthetic_batches, train_for
 
 CPU = torch.device("cpu")
@@ -20,7 +19,7 @@ def _batch(n=2, size=32):
 
 
 def _task(manifest=None, **mesh):
-    return build_task(TaskConfig(name="mesh_reconstruction", mesh={"grid": [6, 6], "hidden": 8, **mesh}), manifest or manifest_for())
+    return build_task(task_config(name="mesh_reconstruction", mesh={"grid": [6, 6], "hidden": 8, **mesh}), manifest or manifest_for())
 
 
 def test_model_returns_every_named_loss_finite():
@@ -68,7 +67,7 @@ def test_a_mesh_without_faces_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 2x2"):
         grid_faces(1, 5)
     with pytest.raises(ValueError, match="has no faces"):
-        TaskConfig(name="mesh_reconstruction", mesh={"grid": [1, 8]})
+        task_config(name="mesh_reconstruction", mesh={"grid": [1, 8]})
 
 
 def test_batch_without_ground_truth_has_defined_losses():
@@ -107,7 +106,7 @@ def test_metrics_match_hand_computed_values():
     from pytorch3d.loss import chamfer_distance
     from pytorch3d.ops import sample_points_from_meshes
 
-    from core.tasks.mesh_reconstruction import MeshMetrics, truth_points
+    from core.tasks.mesh_reconstruction.task import MeshMetrics, truth_points
 
     intrinsics = torch.tensor([[[2.0, 0, 1], [0, 2.0, 1], [0, 0, 1]]])
     truth = torch.tensor([[[[4.0, 0.0], [2.0, 8.0]]]])

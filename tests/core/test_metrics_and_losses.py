@@ -4,17 +4,17 @@ import torch
 import torch.nn.functional as F
 
 from core.models.losses import cross_entropy, focal_loss
-from core.evaluation.segmentation_metrics import ConfusionMatrix, constant_prediction_miou, iou_per_class
+from core.evaluation.segmentation_metrics import IoUStats, constant_prediction_miou, iou_per_class
 
 
-def test_confusion_matrix_and_iou_by_hand():
+def test_iou_counts_and_iou_by_hand():
     target = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 0]])
     predicted = torch.tensor([[0, 1, 1, 1], [2, 0, 0, 0]])
-    confusion = ConfusionMatrix(num_classes=3, ignore_index=255)
+    confusion = IoUStats(num_classes=3, ignore_index=255)
     confusion.update(predicted, target)
     # true 0: predicted 0,1,0 ; true 1: 1,1 ; true 2: 2,0 ; the ignored pixel is not counted
-    assert confusion.counts.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 1]]
-    iou = iou_per_class(confusion.counts)
+    assert confusion.counts.tolist() == [[2, 2, 1], [1, 1, 0], [1, 0, 1]]  # true positives, false positives, false negatives
+    iou = iou_per_class(*confusion.counts)
     assert torch.allclose(iou, torch.tensor([2 / 4, 2 / 3, 1 / 2], dtype=torch.float64))
     metrics = confusion.compute(["a", "b", "c"])
     assert math.isclose(metrics["miou"], (2 / 4 + 2 / 3 + 1 / 2) / 3)
@@ -23,16 +23,16 @@ def test_confusion_matrix_and_iou_by_hand():
 
 
 def test_absent_class_is_left_out_of_the_mean():
-    confusion = ConfusionMatrix(num_classes=3, ignore_index=255)
-    confusion.update(torch.tensor([0, 1]), torch.tensor([0, 1]))
+    confusion = IoUStats(num_classes=3, ignore_index=255)
+    confusion.update(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
     metrics = confusion.compute(["a", "b", "c"])
     assert math.isnan(metrics["iou/c"]) and metrics["miou"] == 1.0
 
 
 def test_constant_prediction_miou_by_hand():
-    counts = torch.tensor([[6, 0, 0], [0, 3, 0], [0, 0, 1]])
+    truth_pixels = torch.tensor([6, 3, 1])
     # predicting class 0 everywhere: IoU(0) = 6/10, IoU(1) = IoU(2) = 0
-    assert math.isclose(constant_prediction_miou(counts, 0), 0.6 / 3)
+    assert math.isclose(constant_prediction_miou(truth_pixels, 0), 0.6 / 3)
 
 
 def test_focal_loss_with_gamma_zero_is_cross_entropy():

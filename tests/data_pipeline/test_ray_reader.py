@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.augmentation.sample_key import SAMPLE_KEY
-from data_pipeline.readers.ray_data import TASK_BYTES, decoded_row_bytes, read_split, read_tasks
-from data_pipeline.readers.shard_datasource import PATH, read_shards
+from data_pipeline.readers.decode import PATH, decoded_row_bytes
+from data_pipeline.readers.ray_data import TASK_BYTES, read_split, read_tasks
+from data_pipeline.readers.shard_datasource import read_shards
 from data_pipeline.format.shards import shard_paths
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.sources.synthetic import generate

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.config.schema import SyntheticConfig
+from core.config.sections import SyntheticConfig
 from data_pipeline.format import codec, shards
 from data_pipeline.sources.render import IGNORE_LABEL
 from data_pipeline.storage.datastore import DataStore

@@ -9,12 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.format import codec
-from data_pipeline.readers.ray_data import decode_images
+from core.tasks.columns import Column, Kind
+from data_pipeline.readers.decode import decode_columns
 from data_pipeline.format.shards import MANIFEST, DatasetError
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.format.validate import SampleRules, check_shards
 
 COLUMNS = ["rgb", "labels", "sample_id"]
+DECLARED = [Column("rgb", Kind.IMAGE, (3,)), Column("labels", Kind.LABEL_MAP), Column("intrinsics", Kind.CAMERA)]
 SHARD = "train-00000.parquet"
 
 
@@ -96,12 +98,12 @@ def _rules(dataset, on_bad="error"):
 @pytest.mark.parametrize("images, reason", [
     ({"labels": np.zeros((16, 16), np.uint8)}, "labels is 16x16, the data set's images are 32x32"),
     ({"labels": np.full((32, 32), 7, np.uint8)}, r"label ids \[7\] are outside the class table \(0..4, or 255"),
-    ({"rgb": b"not a png"}, "an image does not decode"),
+    ({"rgb": b"not a png"}, "a column does not decode"),
 ])
 def test_bad_sample_is_named_by_shard_row_and_sample_id(dataset, images, reason):
     batch, sample_id = _batch_with(dataset, 5, **images)
     with pytest.raises(DatasetError, match=f"shard {dataset / SHARD}, row 5, sample {sample_id}: {reason}"):
-        decode_images(batch, _rules(dataset))
+        _decode(batch, _rules(dataset))
 
 
 def test_a_bad_sample_among_rows_that_decode_as_one_array_is_named(dataset):
@@ -109,7 +111,7 @@ def test_a_bad_sample_among_rows_that_decode_as_one_array_is_named(dataset):
     batch, sample_id = _batch_with(dataset, 3, encoding="npy", labels=np.full((32, 32), 9, np.uint8))
     assert all(codec.decode_column(batch[name]) is not None for name in ("rgb", "labels"))
     with pytest.raises(DatasetError, match=f"shard {dataset / SHARD}, row 3, sample {sample_id}: label ids \\[9\\]"):
-        decode_images(batch, _rules(dataset))
+        _decode(batch, _rules(dataset))
 
 
 def test_a_good_batch_decodes_as_its_rows_decode_one_by_one(dataset):
@@ -119,7 +121,7 @@ def test_a_good_batch_decodes_as_its_rows_decode_one_by_one(dataset):
     batch["intrinsics"] = np.empty(len(intrinsics), dtype=object)
     for row, values in enumerate(intrinsics):
         batch["intrinsics"][row] = list(values)
-    decoded = decode_images(batch, _rules(dataset))
+    decoded = _decode(batch, _rules(dataset))
     for name in ("rgb", "labels"):
         assert np.array_equal(decoded[name], np.stack([codec.decode_image(value) for value in batch[name]]))
     assert decoded["intrinsics"].dtype == np.float32 and np.array_equal(decoded["intrinsics"], intrinsics.reshape(-1, 3, 3))
@@ -128,13 +130,18 @@ def test_a_good_batch_decodes_as_its_rows_decode_one_by_one(dataset):
 def test_non_finite_or_negative_depth_is_a_bad_sample(dataset):
     rules = _rules(dataset)
     good = np.ones((32, 32), np.float32)
-    assert rules.problem({"depth": good}) is None
+    assert rules.problem({"depth": good}, {"depth": Kind.DEPTH_MAP}) is None
     for bad in (np.where(good > 0, np.nan, 0), -good):
-        assert rules.problem({"depth": bad.astype(np.float32)}) == "depth has non-finite or negative values"
+        assert rules.problem({"depth": bad.astype(np.float32)}, {"depth": Kind.DEPTH_MAP}) == "depth has non-finite or negative values"
 
 
 def test_good_batch_decodes_to_stacked_arrays(dataset):
     batch, _ = _batch_with(dataset, 0)
-    decoded = decode_images(batch, _rules(dataset))
+    decoded = _decode(batch, _rules(dataset))
     assert set(decoded) == {"rgb", "labels", "sample_key"} and decoded["rgb"].shape == (8, 32, 32, 3)
     assert len(set(decoded["sample_key"].tolist())) == 8, "one augmentation seed per sample"
+
+
+def _decode(batch, rules):
+    """Decoded as a task declaring the batch's columns would have them decoded."""
+    return decode_columns(batch, [column for column in DECLARED if column.name in batch], rules)

@@ -6,7 +6,7 @@ import torch
 from core.engine import checkpoint
 from core.config.loading import load_config, to_yaml
 from core.engine.steps import evaluate
-from core.tasks import build_task
+from core.tasks.catalog import build_task
 from data_pipeline.format import codec
 from data_pipeline.format.export import PredictionExport, _cityscapes_label_ids
 from data_pipeline.readers.local import split_batches

@@ -9,30 +9,33 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from torch import nn
 
-from core.config.schema import TaskConfig
 from core.evaluation.depth_metrics import DepthErrors
 from core.models.depth_completion import DepthCompletionNet
 from core.models.sparse_fill import nearest_fill
-from core.tasks.registry import TASKS
-from core.tasks.base import active_losses
+from core.tasks.base import loss_weights
+from core.tasks.columns import Column, Kind
 from core.tasks.image_inputs import ImageInputs
+from core.tasks.depth_completion.config import DepthCompletionConfig
+from core.tasks.registry import TASKS
 
-ALLOWED_INPUTS = ("rgb", "sparse_depth", "labels")
+COLUMNS = {"rgb": Column("rgb", Kind.IMAGE, (3,)), "sparse_depth": Column("sparse_depth", Kind.DEPTH_MAP),
+           "labels": Column("labels", Kind.LABEL_MAP), "depth": Column("depth", Kind.DEPTH_MAP)}
 
 
 @TASKS.register("depth_completion")
 class DepthCompletionTask:
     monitor, monitor_mode = "val/rmse", "min"
+    config_class = DepthCompletionConfig
     loss_names = ("l2", "l1", "coarse_l2")  # coarse_l2: the branches' fused depth, before CSPN++ (its first training stage)
 
-    def __init__(self, config: TaskConfig, manifest: dict[str, Any]):
+    def __init__(self, config: DepthCompletionConfig, manifest: dict[str, Any]):
         self.config = config
-        self.inputs = config.inputs or ["rgb", "sparse_depth"]
-        if not {"rgb", "sparse_depth"} <= set(self.inputs) or not set(self.inputs) <= set(ALLOWED_INPUTS):
+        self.inputs = config.inputs
+        if not {"rgb", "sparse_depth"} <= set(self.inputs):
             raise ValueError(f"task.inputs = {self.inputs}: depth completion takes rgb and sparse_depth, and labels "
                              "(the semantic map) where the data has one; depth is its target")
-        self.loss_weights = active_losses(config.loss.weights or {"l2": 1.0}, self.loss_names, "depth_completion")
-        self.columns = [*self.inputs, "depth"]
+        self.loss_weights = loss_weights(config.loss.weights or {"l2": 1.0}, self.loss_names, "depth_completion")
+        self.columns = [COLUMNS[name] for name in dict.fromkeys([*self.inputs, "depth"])]
         self.num_classes = len(manifest["classes"]) if "labels" in self.inputs else 0
         stats = manifest["stats"]
         self.images = ImageInputs(stats)

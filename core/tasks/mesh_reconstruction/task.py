@@ -16,14 +16,15 @@ from pytorch3d.loss import chamfer_distance, mesh_edge_loss, mesh_laplacian_smoo
 from pytorch3d.ops import sample_points_from_meshes
 from torch import nn
 
-from core.config.schema import TaskConfig
 from core.engine.distributed import all_reduce_sum
 from core.models.losses import cross_entropy
-from core.evaluation.segmentation_metrics import ConfusionMatrix, constant_prediction_miou
+from core.evaluation.segmentation_metrics import IoUStats, constant_prediction_miou
 from core.models.mesh_reconstruction import MeshReconstructionNet, unproject
-from core.tasks.registry import TASKS
-from core.tasks.base import active_losses
+from core.tasks.base import loss_weights
+from core.tasks.columns import Column, Kind
 from core.tasks.image_inputs import ImageInputs
+from core.tasks.mesh_reconstruction.config import MeshReconstructionConfig
+from core.tasks.registry import TASKS
 
 DEFAULT_WEIGHTS = {"depth_l1": 1.0, "chamfer": 0.1, "laplacian": 1.0, "edge": 1.0, "semantic_ce": 1.0}
 
@@ -31,15 +32,17 @@ DEFAULT_WEIGHTS = {"depth_l1": 1.0, "chamfer": 0.1, "laplacian": 1.0, "edge": 1.
 @TASKS.register("mesh_reconstruction")
 class MeshReconstructionTask:
     monitor, monitor_mode = "val/depth_mae", "min"
+    config_class = MeshReconstructionConfig
     loss_names = tuple(DEFAULT_WEIGHTS)
-    columns = ["rgb", "sparse_depth", "intrinsics", "depth", "labels"]
+    columns = [Column("rgb", Kind.IMAGE, (3,)), Column("sparse_depth", Kind.DEPTH_MAP), Column("intrinsics", Kind.CAMERA),
+               Column("depth", Kind.DEPTH_MAP), Column("labels", Kind.LABEL_MAP)]
 
-    def __init__(self, config: TaskConfig, manifest: dict[str, Any]):
-        if config.inputs not in (None, ["rgb", "sparse_depth"]):
+    def __init__(self, config: MeshReconstructionConfig, manifest: dict[str, Any]):
+        if config.inputs != ["rgb", "sparse_depth"]:
             raise ValueError(f"task.inputs = {config.inputs}: mesh reconstruction takes rgb and sparse_depth (and the camera)")
         self.inputs = ["rgb", "sparse_depth"]
         self.config = config.mesh
-        self.loss_weights = active_losses(config.loss.weights or DEFAULT_WEIGHTS, self.loss_names, "mesh_reconstruction")
+        self.loss_weights = loss_weights(config.loss.weights or DEFAULT_WEIGHTS, self.loss_names, "mesh_reconstruction")
         self.class_names = [c["name"] for c in manifest["classes"]]
         self.colors = np.array([c["color"] for c in manifest["classes"]], dtype=np.uint8)
         self.ignore_index = manifest["ignore_index"]
@@ -146,7 +149,7 @@ class MeshMetrics:
         self.class_names, self.ignore_index, self.majority_class = class_names, ignore_index, majority_class
         self.chamfer_points = chamfer_points
         self.sums = torch.zeros(6, dtype=torch.float64)  # |error| model, |error| initial, pixels, chamfer model, initial, images
-        self.confusion = ConfusionMatrix(len(class_names), ignore_index)
+        self.confusion = IoUStats(len(class_names), ignore_index)
 
     def update(self, outputs: dict, targets: dict) -> None:
         truth = targets["depth"]
@@ -176,4 +179,4 @@ class MeshMetrics:
     def baselines(self) -> dict[str, float]:
         pixels, images = self.sums[2].item(), self.sums[5].item()
         return {"initial_mesh_depth_mae": self.sums[1].item() / pixels, "initial_mesh_chamfer": self.sums[4].item() / images,
-                "majority_class_miou": constant_prediction_miou(self.confusion.counts, self.majority_class)}
+                "majority_class_miou": constant_prediction_miou(self.confusion.truth_pixels, self.majority_class)}

@@ -7,21 +7,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.config.schema import TaskConfig
 from core.models.losses import cross_entropy, focal_loss
-from core.evaluation.segmentation_metrics import ConfusionMatrix, constant_prediction_miou
+from core.evaluation.segmentation_metrics import IoUStats, constant_prediction_miou
 from core.models.segmentation import INPUT_MULTIPLE, build_segmentation_model
-from core.tasks.registry import TASKS
-from core.tasks.base import active_losses
+from core.tasks.base import loss_weights
+from core.tasks.columns import Column, Kind
 from core.tasks.image_inputs import ImageInputs
+from core.tasks.segmentation.config import SegmentationConfig
+from core.tasks.registry import TASKS
+
+INPUT_COLUMNS = {"rgb": Column("rgb", Kind.IMAGE, (3,)), "depth": Column("depth", Kind.DEPTH_MAP),
+                 "sparse_depth": Column("sparse_depth", Kind.DEPTH_MAP)}
 
 
 @TASKS.register("segmentation")
 class SegmentationTask:
+    config_class = SegmentationConfig
     monitor, monitor_mode = "val/miou", "max"
     loss_names = ("cross_entropy", "focal")
 
-    def __init__(self, config: TaskConfig, manifest: dict[str, Any]):
+    def __init__(self, config: SegmentationConfig, manifest: dict[str, Any]):
         self.config = config
         self.class_names = [c["name"] for c in manifest["classes"]]
         self.colors = np.array([c["color"] for c in manifest["classes"]], dtype=np.uint8)
@@ -30,18 +35,16 @@ class SegmentationTask:
         stats = manifest["stats"]
         self.images = ImageInputs(stats)
         self.depth_mean, self.depth_std = stats["depth_mean_m"], stats["depth_std_m"]
-        self.loss_weights = active_losses(config.loss.weights or {"cross_entropy": 1.0}, self.loss_names, "segmentation")
-        self.inputs = config.inputs or ["rgb"]
-        if "labels" in self.inputs:
-            raise ValueError("task.inputs names labels, the segmentation task's target; inputs can be rgb, depth, sparse_depth")
-        self.columns = list(dict.fromkeys([*self.inputs, "labels"]))
+        self.loss_weights = loss_weights(config.loss.weights or {"cross_entropy": 1.0}, self.loss_names, "segmentation")
+        self.inputs = config.inputs
+        self.columns = [INPUT_COLUMNS[name] for name in dict.fromkeys(self.inputs)] + [Column("labels", Kind.LABEL_MAP)]
         height, width = manifest["image_size"]
         if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
             raise ValueError(f"images are {height}x{width}; the segmentation encoders need sides divisible by {INPUT_MULTIPLE}")
 
     def build_model(self) -> nn.Module:
         in_channels = sum(3 if name == "rgb" else 1 for name in self.inputs)
-        return build_segmentation_model(self.config.model, in_channels, len(self.class_names))
+        return build_segmentation_model(self.config.model.decoder, self.config.model.encoder, in_channels, len(self.class_names))
 
     def split_batch(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         channels = [self._channel(name, batch[name]) for name in self.inputs]
@@ -55,12 +58,10 @@ class SegmentationTask:
         return torch.where(depth > 0, (depth - self.depth_mean) / self.depth_std, torch.zeros_like(depth))
 
     def losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        config, losses = self.config.loss, {}
-        if "cross_entropy" in self.loss_weights:
-            losses["cross_entropy"] = cross_entropy(outputs, targets, self.ignore_index)
-        if "focal" in self.loss_weights:
-            losses["focal"] = focal_loss(outputs, targets, config.focal_gamma, config.focal_alpha, self.ignore_index)
-        return losses
+        config = self.config.loss
+        terms = {"cross_entropy": lambda: cross_entropy(outputs, targets, self.ignore_index),
+                 "focal": lambda: focal_loss(outputs, targets, config.focal_gamma, config.focal_alpha, self.ignore_index)}
+        return {name: terms[name]() for name in self.loss_weights}
 
     def new_metrics(self) -> "SegmentationMetrics":
         return SegmentationMetrics(self.class_names, self.ignore_index, self.majority_class)
@@ -76,7 +77,7 @@ class SegmentationTask:
 class SegmentationMetrics:
     def __init__(self, class_names: list[str], ignore_index: int, majority_class: int):
         self.class_names, self.majority_class = class_names, majority_class
-        self.confusion = ConfusionMatrix(len(class_names), ignore_index)
+        self.confusion = IoUStats(len(class_names), ignore_index)
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         self.confusion.update(outputs.argmax(1), targets)
@@ -90,4 +91,4 @@ class SegmentationMetrics:
 
     def baselines(self) -> dict[str, float]:
         """mIoU of always predicting the train split's majority class, on the same pixels."""
-        return {"majority_class_miou": constant_prediction_miou(self.confusion.counts, self.majority_class)}
+        return {"majority_class_miou": constant_prediction_miou(self.confusion.truth_pixels, self.majority_class)}

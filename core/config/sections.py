@@ -1,0 +1,167 @@
+"""The experiment's sections that every task shares: data, training, stages, scaling, Ray, failures, output.
+
+A task's own section (its model, inputs and losses) lives in the task's module (core.tasks) and
+derives from TaskSection here; core.config.schema puts them together.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, and so are wrong values set after loading."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LossConfig(Strict):
+    weights: dict[str, float] | None = Field(None, description="loss name -> weight; 0 turns a loss off (it is still "
+                                                               "computed and logged); names are the task's; unset: the task's default")
+
+
+class TaskSection(Strict):
+    """What every task's section has. Each task adds `name: Literal[its name]`, `inputs` (the columns its model
+    sees, with the task's default), its model and its losses, and a `model_label` property: the model in a few
+    characters, for run names, tables and the profile ledger."""
+
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+
+class SyntheticConfig(Strict):
+    """The procedural terrain data set generated when `data.uri` holds none yet."""
+
+    num_train: int = Field(256, ge=1)
+    num_val: int = Field(64, ge=1)
+    image_size: int = Field(64, ge=16, le=1024)
+    views_per_scene: int = Field(4, ge=1)
+    seed: int = 0
+    rows_per_shard: int = Field(64, ge=1)
+    encoding: Literal["npy", "png"] = Field("npy", description="image bytes in the shards; npy decodes faster (bench.ingest)")
+
+
+class SizeStep(Strict):
+    from_epoch: int = Field(ge=0)
+    size: tuple[int, int] = Field(description="height, width of the training images from this epoch on")
+
+
+class AugmentConfig(Strict):
+    """Train-time augmentation, the same geometry for RGB, depth, sparse depth and labels."""
+
+    hflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a horizontal flip")
+    scale: tuple[float, float] | None = Field(None, description="random rescale in [low, high], then a random crop to the output size")
+    color_jitter: float = Field(0.0, ge=0.0, lt=1.0, description="brightness, contrast and saturation vary by up to this share")
+    size_schedule: list[SizeStep] = Field(default_factory=list, description="progressive resizing; unset: the data set's size")
+
+    def size_at(self, epoch: int, native: tuple[int, int]) -> tuple[int, int]:
+        steps = [step for step in sorted(self.size_schedule, key=lambda s: s.from_epoch) if step.from_epoch <= epoch]
+        return tuple(steps[-1].size) if steps else native
+
+
+class DataConfig(Strict):
+    uri: str = Field("data/quickstart", description="a local folder, or s3://bucket/prefix")
+    endpoint_url: str | None = Field(None, description="S3-compatible store (MinIO, ...); credentials come from the AWS environment")
+    generate_if_missing: bool = True
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    shuffle_buffer: int = Field(64, ge=0)
+    verify_checksums: bool = Field(True, description="check every shard's sha256 against the manifest before training")
+    on_bad_sample: Literal["error", "skip"] = Field("error", description="skip: leave bad samples out, counted in summary.json")
+    augment: AugmentConfig | None = None
+    preserve_order: bool = Field(False, description="the same batches in the same order every run, for exact resumes; "
+                                                    "costs Ray Data some overlap of its read tasks")
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+
+
+class PlateauConfig(Strict):
+    """Reduce the learning rate when the task's monitored validation metric stops improving."""
+
+    patience: int = Field(3, ge=0, description="epochs without improvement before the learning rate drops")
+    factor: float = Field(0.5, gt=0.0, lt=1.0)
+    min_lr: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(6, ge=1, description="with stages: their epochs added up")
+    batch_size: int = Field(8, ge=1, description="per worker")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    plateau: PlateauConfig | None = Field(None, description="unset: the learning rate stays constant")
+    early_stopping: int | None = Field(None, ge=0, description="stop once more epochs than this in a row did not improve the "
+                                                                "monitored metric (counted as ReduceLROnPlateau counts patience)")
+    grad_accumulation: int = Field(1, ge=1, description="batches whose gradients add up to one optimizer step")
+    grad_clip: float | None = Field(None, gt=0.0, description="clip the gradients' total L2 norm to this")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16: forward pass and losses under bf16 autocast (CPU or GPU); fp16: under fp16 autocast with a "
+                            "dynamic loss scale (steps whose gradients overflow are skipped and counted, the scale halved)")
+    skip_nonfinite_steps: int = Field(0, ge=0, description="steps with a non-finite loss or gradient skipped (and counted) before the run stops")
+    log_images: int = Field(4, ge=0, description="validation predictions written to TensorBoard each epoch")
+    checkpoints_to_keep: int = Field(2, ge=1)
+    checkpoints_kept_by: Literal["metric", "epoch"] = Field(
+        "metric", description="metric: the best checkpoints_to_keep by the task's monitored metric, and the latest; epoch: the last checkpoints_to_keep"
+    )
+    best_checkpoints: int = Field(0, ge=0, description="copies of the best N checkpoints by the monitored metric kept in best/ (with checkpoints_kept_by: epoch, the last and the best)")
+
+
+class StageConfig(Strict):
+    """One stage of a staged run; what it leaves unset it takes from train.*."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    epochs: int = Field(ge=1, description="the most epochs this stage runs; early stopping may end it sooner")
+    freeze: list[str] = Field(default_factory=list, description="parameter-name patterns (fnmatch: 'encoder.*') held fixed in this "
+                                                                "stage; every other parameter trains")
+    batch_size: int | None = Field(None, ge=1, description="per worker")
+    optimizer: dict[str, Any] = Field(default_factory=dict, description="train.optimizer keys changed in this stage, e.g. {lr: 0.01}")
+    keep_optimizer: bool = Field(False, description="go on with the stage before's optimizer state and learning rate instead of a "
+                                                    "new optimizer (the same parameters must train)")
+    loss_weights: dict[str, float] | None = Field(None, description="as task.loss.weights; 0 turns a loss off")
+    plateau: PlateauConfig | None = None
+    early_stopping: int | None = Field(None, ge=0)
+    start_from: str = Field("previous", description="previous: the weights the stage before ended with; or a checkpoint folder "
+                                                    "whose weights this stage starts from")
+
+
+class ScalingConfig(Strict):
+    num_workers: int = Field(2, ge=1)
+    cpus_per_worker: float = Field(0.5, gt=0.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    use_gpu: bool | Literal["auto"] = "auto"
+    data_cpus: float = Field(1.0, gt=0.0, description="CPUs left free for Ray Data's read and decode tasks")
+    torch_threads: int | None = Field(None, ge=1, description="default: derived from cpus_per_worker")
+    strategy: Literal["ddp", "deepspeed"] = Field("ddp", description="deepspeed: ZeRO partitions optimizer state (and more) across workers")
+    zero_stage: Literal[1, 2, 3] = Field(2, description="deepspeed: 1 optimizer state, 2 and gradients, 3 and parameters")
+    autoscale_timeout_s: float = Field(0.0, ge=0.0, description="> 0: ask the autoscaler for a plan that does not fit yet, and wait this long")
+
+
+class FailureSettings(Strict):
+    max_failures: int = Field(0, ge=-1, description="worker failures the run restarts after, from its latest checkpoint; -1: no limit")
+    resource_wait_s: float = Field(
+        600.0, gt=0.0, description="how long a worker group waits for the plan's resources (a lost node replaced) before the run fails naming what is missing"
+    )
+
+
+class RayConfig(Strict):
+    """How the local Ray instance is started when RAY_ADDRESS names no cluster."""
+
+    num_cpus: int | None = Field(None, ge=1, description="default: all cores of this machine")
+    include_dashboard: bool = Field(
+        True, description="Ray Train's PlacementGroupCleaner asks the dashboard's state API whether the controller is alive; "
+                           "without a dashboard it cannot, and a controller that dies uncleanly leaves its placement group reserved",
+    )
+    dashboard_host: str = "127.0.0.1"
+    node_ip_address: str = "127.0.0.1"
+
+
+class OutputConfig(Strict):
+    root: str = "runs"
+    storage: str | None = Field(
+        None, pattern=r"^s3://[^/]+",
+        description="s3://bucket/prefix: checkpoints are written there and the run directory copied there, in a folder named like the run",
+    )
+    endpoint_url: str | None = Field(None, description="output.storage on an S3-compatible store (MinIO), e.g. http://host:9000")
+    storage_retry_s: float = Field(120.0, gt=0.0, description="how long an upload retries, with growing waits, while S3 does not answer")

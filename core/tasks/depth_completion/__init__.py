@@ -1,0 +1,1 @@
+"""Depth completion: its config section (config.py, light) and the task itself (task.py)."""

@@ -1,0 +1,1 @@
+"""Mesh reconstruction: its config section (config.py, light) and the task itself (task.py)."""

@@ -1,0 +1,1 @@
+"""Semantic segmentation: its config section (config.py, light) and the task itself (task.py)."""
