@@ -16,6 +16,7 @@ over --repeats runs with the ratios a/b and a/c, and writes bench/results/ingest
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
 
@@ -36,6 +37,9 @@ from data_pipeline.sources.synthetic import ensure_dataset
 COLUMNS = [Column("rgb", Kind.IMAGE, (3,)), Column("labels", Kind.LABEL_MAP)]  # the quickstart's
 READ = [*(column.name for column in COLUMNS), "sample_id"]  # as read_split reads them: each row's id becomes the key augmentation seeds by
 BATCH = 32
+LOADER_TIMEOUT_S = 300  # a batch takes milliseconds; a worker silent this long is stuck, and the bench says so
+_FORKSERVER = multiprocessing.get_context("forkserver")
+_FORKSERVER.set_forkserver_preload(["bench.ingest"])
 
 
 def ray_data(store: DataStore, manifest: dict, cpus: int, block_bytes: int = BLOCK_BYTES) -> int:
@@ -58,8 +62,18 @@ class _Shards(torch.utils.data.IterableDataset):
 
 
 def dataloader(paths: list[str], cpus: int) -> int:
-    loader = torch.utils.data.DataLoader(_Shards(paths), batch_size=None, num_workers=cpus, prefetch_factor=4)
-    return sum(len(batch["rgb"]) for batch in loader)
+    """Workers forked from a forkserver, not from this process: a fork of a process that holds Ray's threads (the Ray
+    Data passes run in it) can inherit a lock held by one of them, and such workers hung here without using a CPU.
+    The forkserver preloads this module, so a worker starts as quickly as a fork of this process did."""
+    loader = torch.utils.data.DataLoader(_Shards(paths), batch_size=None, num_workers=cpus, prefetch_factor=4,
+                                         multiprocessing_context=_FORKSERVER, timeout=LOADER_TIMEOUT_S)
+    try:
+        return sum(len(batch["rgb"]) for batch in loader)
+    except RuntimeError as err:
+        if "timed out" not in str(err):
+            raise
+        raise RuntimeError(f"bench.ingest: a DataLoader worker gave no batch in {LOADER_TIMEOUT_S} s; its workers are "
+                           f"stuck or starved (see `ps` for their CPU time): {err}") from None
 
 
 def single_process(paths: list[str]) -> int:

@@ -59,11 +59,6 @@ def largest_batch(config: ExperimentConfig) -> int:
     return max(stage.config.train.batch_size for stage in plan_stages(config))
 
 
-def stage_at(stages: list[Stage], epoch: int) -> Stage:
-    """The stage that runs the given 0-based epoch (the last one for an epoch past the end)."""
-    return next((stage for stage in stages if epoch < stage.end_epoch), stages[-1])
-
-
 def freeze(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
     """Hold the parameters whose names match any pattern fixed and let every other one train; returns the frozen names."""
     check_patterns(model, patterns)

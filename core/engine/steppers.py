@@ -69,8 +69,8 @@ def clipped_norm(parameters: list[nn.Parameter], max_norm: float | None) -> torc
 
 
 class DeepSpeedStepper:
-    """The engine scales, accumulates (its gradient_accumulation_steps), clips and steps at its own boundaries;
-    under fp16 it skips steps whose gradients overflowed, which the guard counts."""
+    """The engine scales (by its gradient_accumulation_steps), accumulates, clips and steps at the boundaries the loop
+    gives it, a short last group included; under fp16 it skips steps whose gradients overflowed, which the guard counts."""
 
     def __init__(self, engine: Any, rules: StepRules, guard: NumericsGuard):
         self.engine, self.guard = engine, guard
@@ -81,6 +81,9 @@ class DeepSpeedStepper:
         total = all_reduce_sum(loss.detach().float().reshape(1).cpu().clone())
         if self.guard.check(step, losses, total[0]):
             skipped = self.engine.skipped_steps
+            # The group's end is the loop's to say: the engine's own count of micro-batches would leave a short last
+            # group of the epoch unstepped, its gradients carried into the next epoch's first group.
+            self.engine.set_gradient_accumulation_boundary(ends_group)
             self.engine.backward(loss)
             self.engine.step()
             self.guard.overflows += self.engine.skipped_steps - skipped

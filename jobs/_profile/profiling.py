@@ -21,8 +21,6 @@ from data_pipeline.readers.ray_data import read_split
 from jobs._profile.worker import profile_loop_per_worker
 from jobs._train.trainer import data_config, scaling_config
 
-MEASUREMENTS = "measurements.jsonl"
-
 
 class _MeasurementWriter(UserCallback):
     """Runs in the Train controller on the driver's node: appends each report, all workers combined."""

@@ -31,6 +31,7 @@ from data_pipeline.readers.sample_log import SampleLogRef
 from data_pipeline.format.validate import SampleRules, check_shards
 from data_pipeline.sources.synthetic import ensure_dataset
 from jobs._train import signals as _signals
+from jobs._train.starts import restarts
 from jobs._train.run_storage import RUN_START_FILES, best_checkpoints, checkpoint_storage, copy_run, copy_run_files, latest_or_logged, run_store
 
 _SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, and counts them all
@@ -101,6 +102,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     except Exception as err:  # the run directory must still say what happened
         latest, unreachable = latest_or_logged(checkpoints, run_dir)
         facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
+    facts.update(restarts(checkpoints))
     if config.train.best_checkpoints:
         facts["best_checkpoints"] = best_checkpoints(checkpoints, config.train.best_checkpoints, task)
     skipped = samples.close() if samples else []

@@ -41,6 +41,7 @@ from core.engine.steppers import is_deepspeed
 from core.tasks.catalog import build_task
 from core.tasks.columns import Column
 from jobs._train.dashboard_metrics import DashboardMetrics
+from jobs._train.starts import SCRATCH, record_start
 from jobs._train.strategy import full_weights, load_shards, loss_scale, save_shards, wrap
 
 
@@ -57,6 +58,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     stages = plan_stages(config)
     point = _restore_point(loop_config, config)
+    if context.get_world_rank() == 0:
+        record_start(context.get_storage(), loop_config.get("resumes", 0), point.origin if point else SCRATCH)
     progress = point.progress if point else Progress()
     run = _Run(loop_config, context.get_world_rank(), context.get_world_size())
     if progress.stage < len(stages):
@@ -236,6 +239,7 @@ class _RestorePoint:
     state: dict[str, Any]  # checkpoint.read's
     folder: Path
     progress: Progress
+    origin: str  # what the worker group started from, for jobs._train.starts
 
 
 def _restore_point(loop_config: dict[str, Any], config: ExperimentConfig) -> _RestorePoint | None:
@@ -259,7 +263,8 @@ def _restore_point(loop_config: dict[str, Any], config: ExperimentConfig) -> _Re
         progress.resumes = loop_config["resumes"]
     elif saved is not None:
         progress.restarts += 1
-    return _RestorePoint(state, folder, progress)
+    origin = "init_checkpoint" if saved is None else f"checkpoint epoch {progress.epoch + 1}"
+    return _RestorePoint(state, folder, progress, origin)
 
 
 def _restore(module: torch.nn.Module, point: _RestorePoint | None, config: ExperimentConfig) -> dict | Path | None:

@@ -113,4 +113,4 @@ def test_split_without_any_ground_truth_is_an_error():
 
 def test_nearest_fill_takes_the_closest_measurement():
     sparse = torch.tensor([[[0.0, 5.0, 0.0, 0.0, 7.0]], [[0.0, 0.0, 0.0, 0.0, 0.0]]])
-    assert nearest_fill(sparse, chunk=2).tolist() == [[[5.0, 5.0, 5.0, 7.0, 7.0]], [[0.0] * 5]]
+    assert nearest_fill(sparse).tolist() == [[[5.0, 5.0, 5.0, 7.0, 7.0]], [[0.0] * 5]]

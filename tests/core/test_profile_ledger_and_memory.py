@@ -62,3 +62,15 @@ def test_peak_memory_is_measured_per_stretch():
     del big
     memory.reset_peak(cpu)
     assert memory.peak_bytes(cpu) < after_big - 32 * 2**20
+
+
+def test_each_task_keys_its_own_workload():
+    """Depth and mesh models once shared the segmentation key "fpn-resnet18", and predictions mixed their rows."""
+    from core.config.loading import load_config
+    from jobs._cli import DEFAULT_CONFIG
+
+    keys = {name: profile_ledger.workload(load_config(DEFAULT_CONFIG.parent / f"{name}.yaml"), (64, 64))
+            for name in ("quickstart", "depth_completion", "mesh_reconstruction")}
+    assert keys == {"quickstart": {"model": "segmentation:fpn-resnet18", "input_size": "rgb 64x64"},
+                    "depth_completion": {"model": "depth_completion:w16-cspn6", "input_size": "rgb+sparse_depth+labels 64x64"},
+                    "mesh_reconstruction": {"model": "mesh_reconstruction:grid32x32-s2", "input_size": "rgb+sparse_depth 64x64"}}

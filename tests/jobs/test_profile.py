@@ -59,7 +59,7 @@ def test_ledger_keeps_every_row_and_predicts_an_unmeasured_batch(profiled, tiny_
     _, root = profiled
     ledger = [json.loads(line) for line in (root / "runs" / profile.LEDGER).read_text().splitlines()]
     assert len(ledger) == 2
-    assert {e["model"] for e in ledger} == {"segmentation:fpn-resnet18"} and {e["input_size"] for e in ledger} == {"3x32x32"}
+    assert {e["model"] for e in ledger} == {"segmentation:fpn-resnet18"} and {e["input_size"] for e in ledger} == {"rgb 32x32"}
     assert all(e["versions"]["torch"] and e["versions"]["ray"] for e in ledger)
 
     capsys.readouterr()

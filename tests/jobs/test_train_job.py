@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from core.engine import checkpoint
 from core.runs.run_dir import TRAIN_STORAGE
+from core.runs.environment import package_version
 from jobs._train.resume import find_resume_point
 from data_pipeline.format import codec, shards
 from jobs import train
@@ -37,7 +38,7 @@ def test_run_directory_is_complete(finished_run):
     config = yaml.safe_load((finished_run / "config.yaml").read_text())
     assert config["scaling"]["num_workers"] == 2 and config["train"]["epochs"] == 3
     env = json.loads((finished_run / "env.json").read_text())
-    assert env["key_packages"]["torch"] == "2.11.0" and env["plan"]["cpus_per_worker"] == 0.5
+    assert env["key_packages"]["torch"] == package_version("torch") and env["plan"]["cpus_per_worker"] == 0.5
     assert env["git"]["commit"] is None or len(env["git"]["commit"]) == 40
 
 

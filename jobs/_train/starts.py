@@ -1,0 +1,41 @@
+"""Every start of a run's worker group, kept in its Ray Train storage, so that summary.json counts every restart.
+
+Ray Train restarts the worker group after a failure from the latest registered checkpoint, or from
+scratch when none was registered yet. A count kept in the checkpoint sees only the first kind;
+rank 0 therefore drops a small file per start beside the checkpoints (local or S3, wherever the
+run's storage is), naming the session (resumes) and what it started from, and the driver reads them.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from typing import Any
+
+from jobs._train.resume import CheckpointStorage
+
+STARTS = "worker_group_starts"
+SCRATCH = "scratch"
+
+
+def record_start(storage: Any, resumes: int, started_from: str) -> None:
+    """storage: the worker's Ray Train StorageContext; started_from: "checkpoint epoch N", "init_checkpoint" or SCRATCH.
+    Rank 0 only."""
+    folder = posixpath.join(str(storage.experiment_fs_path), STARTS)
+    storage.storage_filesystem.create_dir(folder)
+    entry = {"time": time.time(), "resumes": resumes, "started_from": started_from}
+    with storage.storage_filesystem.open_output_stream(posixpath.join(folder, f"{time.time_ns()}.json")) as handle:
+        handle.write(json.dumps(entry).encode())
+
+
+def restarts(storage: CheckpointStorage) -> dict[str, Any]:
+    """{"restarts": every start after the first of its session, "restarts_from_scratch": those that found no checkpoint}."""
+    folder = posixpath.join(storage.root, STARTS)
+    try:
+        paths = sorted(storage.fs.ls(folder, detail=False), key=lambda p: int(posixpath.basename(p).split(".")[0]))
+    except FileNotFoundError:
+        return {"restarts": 0, "restarts_from_scratch": 0}
+    starts = [json.loads(storage.fs.cat_file(path)) for path in paths]
+    sessions = {start["resumes"] for start in starts}
+    later = [start for index, start in enumerate(starts) if any(s["resumes"] == start["resumes"] for s in starts[:index])]
+    return {"restarts": len(starts) - len(sessions), "restarts_from_scratch": sum(s["started_from"] == SCRATCH for s in later)}
