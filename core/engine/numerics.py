@@ -56,6 +56,12 @@ class NumericsGuard:
         self.skipped += 1
         return False
 
+    def state_dict(self) -> dict[str, int]:
+        return {"skipped": self.skipped, "overflows": self.overflows}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.skipped, self.overflows = state.get("skipped", 0), state.get("overflows", 0)
+
     def _overflowed(self, scale: float, where: str) -> bool:
         if scale < MIN_LOSS_SCALE:
             raise NonFiniteError(f"non-finite gradient (every loss term finite) {where} at fp16 loss scale {scale:g}, "

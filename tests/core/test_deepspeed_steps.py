@@ -42,7 +42,7 @@ def _train(engine, optimizer, batches, rank, rules=StepRules()) -> list[float]:
 
 
 def _worker(rank: int, port: int, out: str, zero_stage: int):
-    from jobs._train.strategy import full_weights, load_shards, save_shards
+    from core.engine.model_state import full_weights, load_shards, save_shards
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -86,7 +86,7 @@ def test_zero_matches_one_process_step_by_step_and_resumes_from_every_workers_sh
 def _accumulating_worker(rank: int, port: int, out: str):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    from jobs._train.strategy import full_weights
+    from core.engine.model_state import full_weights
 
     engine, optimizer = _engine(2, accumulation=2)
     for _ in range(2):  # a second epoch: what the first left unstepped would be carried into it

@@ -5,6 +5,7 @@ import pytest
 
 from core.config.errors import ConfigError
 from core.config.loading import load_config
+from core.engine.early_stopping import EarlyStopping
 from core.engine.progress import Progress
 from core.engine.stages import largest_batch, plan_stages
 
@@ -50,11 +51,12 @@ def test_stage_rules_name_the_key(stages, extra, message):
 def test_early_stopping_ends_the_stage_after_patience_epochs_without_improvement():
     config = _staged("{name: a, epochs: 10, early_stopping: 1}", "{name: b, epochs: 2}")
     first, second = plan_stages(config)
-    progress = Progress()
-    endings = [progress.finish_epoch(first, value, "min") for value in (5.0, 4.0, 4.5, 4.2)]
+    progress, stopping = Progress(), EarlyStopping(first.early_stopping, "min")
+    endings = [progress.finish_epoch(first, stopping.update(value)) for value in (5.0, 4.0, 4.5, 4.2)]
     assert endings == [None, None, None, "early stopping"]
-    assert (progress.epoch, progress.stage, progress.stage_epochs, progress.best) == (3, 1, 0, None)
-    assert [progress.finish_epoch(second, v, "min") for v in (9.0, 9.5)] == [None, "last epoch"] and progress.stage == 2
+    assert (progress.epoch, progress.stage, progress.stage_epochs, stopping.best) == (3, 1, 0, 4.0)
+    stopping = EarlyStopping(second.early_stopping, "min")
+    assert [progress.finish_epoch(second, stopping.update(v)) for v in (9.0, 9.5)] == [None, "last epoch"] and progress.stage == 2
 
 
 def test_the_data_is_read_for_the_largest_batch_of_any_stage():
