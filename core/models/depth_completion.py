@@ -66,12 +66,27 @@ class CSPNRefinement(nn.Module):
         affinities = self.affinity(features).split([k * k - 1 for k in self.kernel_sizes], dim=1)
         mixing = torch.softmax(self.mixing(features), dim=1)
         measured = (sparse > 0).float()
-        kernels = [self._kernel(a, k) for a, k in zip(affinities, self.kernel_sizes)]
+        # The kernels and their mixing weights stay the same over the iterations, and a k x k kernel is the largest
+        # kernel with zeros around it: so the mixed kernels are one kernel of the largest size, and each iteration
+        # propagates once through it instead of once per size (49 neighbours instead of 9 + 25 + 49 for 3, 5, 7).
+        size = max(self.kernel_sizes)
+        kernel = sum(mixing[:, i : i + 1] * self._padded(self._kernel(a, k), k, size)
+                     for i, (a, k) in enumerate(zip(affinities, self.kernel_sizes)))
         for _ in range(self.iterations):
-            depth = sum(mixing[:, i : i + 1] * self._propagate(depth, kernel, k)
-                        for i, (kernel, k) in enumerate(zip(kernels, self.kernel_sizes)))
+            depth = self._propagate(depth, kernel, size)
             depth = measured * sparse + (1 - measured) * depth
         return depth
+
+    @staticmethod
+    def _padded(kernel: torch.Tensor, size: int, to: int) -> torch.Tensor:
+        """(B, size*size, H, W) weights as (B, to*to, H, W), zero outside the centred size x size window."""
+        if size == to:
+            return kernel
+        batch, _, height, width = kernel.shape
+        margin = (to - size) // 2
+        grid = kernel.view(batch, size, size, height, width)
+        return F.pad(grid.permute(0, 3, 4, 1, 2), (margin, margin, margin, margin)).permute(0, 3, 4, 1, 2).reshape(
+            batch, to * to, height, width)
 
     @staticmethod
     def _kernel(affinity: torch.Tensor, size: int) -> torch.Tensor:

@@ -31,6 +31,29 @@ def test_unknown_key_names_it_and_lists_the_valid_ones():
     assert "train.epoch" in message and "epochs" in message and "batch_size" in message
 
 
+@pytest.mark.parametrize("overrides, key, allowed", [
+    (["data.augment={hflip: 0.5}", "data.augment.hflipp=0.5"], "data.augment.hflipp", "color_jitter, hflip, scale, size_schedule"),
+    (["train.epochs=1", "stages=[{name: a, epochs: 1}]", "stages.0.epoch=2"], "stages.0.epoch", "batch_size, early_stopping, epochs, freeze"),
+    (["task.model.encodr=resnet34"], "task.model.encodr", "decoder, encoder"),
+])
+def test_unknown_key_in_an_optional_list_or_task_section_lists_that_sections_keys(overrides, key, allowed):
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'; allowed keys here.*: {allowed}"):
+        load_config(QUICKSTART, overrides)
+
+
+def test_a_dotted_override_steps_into_a_list_by_index():
+    config = load_config(QUICKSTART, ["train.epochs=4", "stages=[{name: a, epochs: 1}, {name: b, epochs: 1}]",
+                                      "stages.1.epochs=3", "stages.0.optimizer={lr: 0.5}"])
+    assert [(s.epochs, s.optimizer) for s in config.stages] == [(1, {"lr": 0.5}), (3, {})] and config.train.epochs == 4
+    with pytest.raises(ConfigError, match="stages is a list of 2 item.*'2' is not one of its indices 0..1"):
+        load_config(QUICKSTART, ["train.epochs=2", "stages=[{name: a, epochs: 1}, {name: b, epochs: 1}]", "stages.2.epochs=3"])
+
+
+def test_an_unknown_task_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="task.name = 'depth' is not known; known: 'segmentation', 'depth_completion', 'mesh_"):
+        load_config(QUICKSTART, ["task.name=depth"])
+
+
 def test_wrong_type_names_key_value_and_what_is_allowed():
     with pytest.raises(ConfigError) as err:
         load_config(QUICKSTART, ["train.batch_size=eight"])
