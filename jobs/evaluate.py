@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         task = build_task(config.task, manifest)
         model = task.build_model()
         _load(folder, model, config, run_dir)
-        export = PredictionExport(args.export, manifest, config.task.name) if args.export else None
+        export = PredictionExport(args.export, manifest, task, config.task.name) if args.export else None
         batches = split_batches(store, manifest, args.split, task.columns, config.train.batch_size)
         result = evaluate(model, batches, task, CPU, num_previews=args.previews, on_batch=export)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:

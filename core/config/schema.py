@@ -14,8 +14,8 @@ from core.tasks.catalog import TaskConfig, default_task_config
 
 
 class ExperimentConfig(Strict):
-    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9_.-]+$", description="the experiment's name, in run directory names and reports")
+    seed: int = Field(0, description="seeds every process (seed + rank), the data order and the augmentation")
     task: TaskConfig = Field(default_factory=default_task_config, description="the task's own section, chosen by task.name")
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -32,22 +32,23 @@ class TaskSection(Strict):
 class SyntheticConfig(Strict):
     """The procedural terrain data set generated when `data.uri` holds none yet."""
 
-    num_train: int = Field(256, ge=1)
-    num_val: int = Field(64, ge=1)
-    image_size: int = Field(64, ge=16, le=1024)
-    views_per_scene: int = Field(4, ge=1)
-    seed: int = 0
-    rows_per_shard: int = Field(64, ge=1)
+    num_train: int = Field(256, ge=1, description="training samples")
+    num_val: int = Field(64, ge=1, description="validation samples")
+    image_size: int = Field(64, ge=16, le=1024, description="side of the square rendered images, pixels")
+    views_per_scene: int = Field(4, ge=1, description="camera views rendered of each generated scene")
+    seed: int = Field(0, description="the scenes and views follow from it")
+    rows_per_shard: int = Field(64, ge=1, description="rows per Parquet shard")
     encoding: Literal["npy", "png"] = Field("npy", description="image bytes in the shards; npy decodes faster (bench.ingest)")
 
 
 class SizeStep(Strict):
-    from_epoch: int = Field(ge=0)
+    from_epoch: int = Field(ge=0, description="0-based epoch from which this size holds")
     size: tuple[int, int] = Field(description="height, width of the training images from this epoch on")
 
 
 class AugmentConfig(Strict):
-    """Train-time augmentation, the same geometry for RGB, depth, sparse depth and labels."""
+    """Train-time augmentation: one geometry for every column of a sample, each moved as its kind says (images
+    bilinearly, label and depth maps by the nearest pixel, a camera's intrinsics with its pixels); colour jitter on images only."""
 
     hflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a horizontal flip")
     scale: tuple[float, float] | None = Field(None, description="random rescale in [low, high], then a random crop to the output size")
@@ -62,9 +63,9 @@ class AugmentConfig(Strict):
 class DataConfig(Strict):
     uri: str = Field("data/quickstart", description="a local folder, or s3://bucket/prefix")
     endpoint_url: str | None = Field(None, description="S3-compatible store (MinIO, ...); credentials come from the AWS environment")
-    generate_if_missing: bool = True
+    generate_if_missing: bool = Field(True, description="generate the synthetic data set at data.uri when it holds none")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
-    shuffle_buffer: int = Field(64, ge=0)
+    shuffle_buffer: int = Field(64, ge=0, description="rows each worker shuffles locally between epochs; 0: the read order")
     verify_checksums: bool = Field(True, description="check every shard's sha256 against the manifest before training")
     on_bad_sample: Literal["error", "skip"] = Field("error", description="skip: leave bad samples out, counted in summary.json")
     augment: AugmentConfig | None = None
@@ -73,18 +74,18 @@ class DataConfig(Strict):
 
 
 class OptimizerConfig(Strict):
-    name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(1e-4, ge=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    name: Literal["adamw", "sgd"] = Field("adamw", description="the optimizer")
+    lr: float = Field(1e-3, gt=0.0, description="learning rate")
+    weight_decay: float = Field(1e-4, ge=0.0, description="decoupled weight decay (AdamW), L2 penalty (SGD)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
 
 
 class PlateauConfig(Strict):
     """Reduce the learning rate when the task's monitored validation metric stops improving."""
 
     patience: int = Field(3, ge=0, description="epochs without improvement before the learning rate drops")
-    factor: float = Field(0.5, gt=0.0, lt=1.0)
-    min_lr: float = Field(0.0, ge=0.0)
+    factor: float = Field(0.5, gt=0.0, lt=1.0, description="the learning rate is multiplied by this at each drop")
+    min_lr: float = Field(0.0, ge=0.0, description="it never drops below this")
 
 
 class TrainConfig(Strict):
@@ -101,7 +102,7 @@ class TrainConfig(Strict):
                             "dynamic loss scale (steps whose gradients overflow are skipped and counted, the scale halved)")
     skip_nonfinite_steps: int = Field(0, ge=0, description="steps with a non-finite loss or gradient skipped (and counted) before the run stops")
     log_images: int = Field(4, ge=0, description="validation predictions written to TensorBoard each epoch")
-    checkpoints_to_keep: int = Field(2, ge=1)
+    checkpoints_to_keep: int = Field(2, ge=1, description="checkpoints Ray Train keeps (see checkpoints_kept_by)")
     checkpoints_kept_by: Literal["metric", "epoch"] = Field(
         "metric", description="metric: the best checkpoints_to_keep by the task's monitored metric, and the latest; epoch: the last checkpoints_to_keep"
     )
@@ -111,7 +112,7 @@ class TrainConfig(Strict):
 class StageConfig(Strict):
     """One stage of a staged run; what it leaves unset it takes from train.*."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the stage's name, in metrics.jsonl and the summary")
     epochs: int = Field(ge=1, description="the most epochs this stage runs; early stopping may end it sooner")
     freeze: list[str] = Field(default_factory=list, description="parameter-name patterns (fnmatch: 'encoder.*') held fixed in this "
                                                                 "stage; every other parameter trains")
@@ -121,16 +122,16 @@ class StageConfig(Strict):
                                                     "new optimizer (the same parameters must train)")
     loss_weights: dict[str, float] | None = Field(None, description="as task.loss.weights; 0 turns a loss off")
     plateau: PlateauConfig | None = None
-    early_stopping: int | None = Field(None, ge=0)
+    early_stopping: int | None = Field(None, ge=0, description="as train.early_stopping, for this stage")
     start_from: str = Field("previous", description="previous: the weights the stage before ended with; or a checkpoint folder "
                                                     "whose weights this stage starts from")
 
 
 class ScalingConfig(Strict):
-    num_workers: int = Field(2, ge=1)
-    cpus_per_worker: float = Field(0.5, gt=0.0)
-    gpus_per_worker: float = Field(0.0, ge=0.0)
-    use_gpu: bool | Literal["auto"] = "auto"
+    num_workers: int = Field(2, ge=1, description="Ray Train workers, each a process with a copy of the model")
+    cpus_per_worker: float = Field(0.5, gt=0.0, description="fractions leave CPUs for Ray Data (see data_cpus)")
+    gpus_per_worker: float = Field(0.0, ge=0.0, description="> 0: each worker takes this share of a GPU")
+    use_gpu: bool | Literal["auto"] = Field("auto", description="auto: GPUs where the cluster has them")
     data_cpus: float = Field(1.0, gt=0.0, description="CPUs left free for Ray Data's read and decode tasks")
     torch_threads: int | None = Field(None, ge=1, description="default: derived from cpus_per_worker")
     strategy: Literal["ddp", "deepspeed"] = Field("ddp", description="deepspeed: ZeRO partitions optimizer state (and more) across workers")
@@ -153,12 +154,12 @@ class RayConfig(Strict):
         True, description="Ray Train's PlacementGroupCleaner asks the dashboard's state API whether the controller is alive; "
                            "without a dashboard it cannot, and a controller that dies uncleanly leaves its placement group reserved",
     )
-    dashboard_host: str = "127.0.0.1"
-    node_ip_address: str = "127.0.0.1"
+    dashboard_host: str = Field("127.0.0.1", description="where the dashboard and the job API listen; loopback unless you mean it")
+    node_ip_address: str = Field("127.0.0.1", description="the address the local instance's processes use")
 
 
 class OutputConfig(Strict):
-    root: str = "runs"
+    root: str = Field("runs", description="run directories are made under this folder")
     storage: str | None = Field(
         None, pattern=r"^s3://[^/]+",
         description="s3://bucket/prefix: checkpoints are written there and the run directory copied there, in a folder named like the run",

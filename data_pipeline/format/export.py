@@ -13,27 +13,33 @@ from typing import Any
 
 import numpy as np
 
+from core.tasks.columns import Kind
 from data_pipeline.format import codec
 
 _KITTI_SELECTION = "selection_"
 
 
 class PredictionExport:
-    def __init__(self, folder: Path, manifest: dict[str, Any], task_name: str):
-        self.folder, self.task_name = folder, task_name
-        if task_name == "mesh_reconstruction":
-            raise ValueError("--export writes segmentation and depth-completion predictions; meshes have no benchmark format here")
+    """Writes what the task exports (its `exported` kind, from its `exported_predictions(outputs)`): label maps or depth maps."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], task: Any, task_name: str):
+        self.folder, self.task = folder, task
+        self.kind = getattr(task, "exported", None)
+        if self.kind not in (Kind.LABEL_MAP, Kind.DEPTH_MAP):
+            raise ValueError(f"--export writes label maps and depth maps; the {task_name} task's predictions have no "
+                             "benchmark format here")
         folder.mkdir(parents=True, exist_ok=True)
         self.cityscapes = manifest.get("name") == "cityscapes"
         self.label_ids = _cityscapes_label_ids(manifest["source"]["classes"]) if self.cityscapes else None
         self.written = 0
 
     def __call__(self, batch: dict[str, Any], outputs: Any) -> None:
-        if self.task_name == "segmentation":
-            for sample_id, classes in zip(batch["sample_id"], outputs.argmax(1).cpu().numpy().astype(np.uint8)):
+        predictions = self.task.exported_predictions(outputs)
+        if self.kind is Kind.LABEL_MAP:
+            for sample_id, classes in zip(batch["sample_id"], predictions):
                 self._write_classes(sample_id, classes)
         else:
-            for sample_id, depth in zip(batch["sample_id"], outputs["depth"][:, 0].detach().cpu().numpy()):
+            for sample_id, depth in zip(batch["sample_id"], predictions):
                 name = sample_id[len(_KITTI_SELECTION):] if sample_id.startswith(_KITTI_SELECTION) else sample_id
                 stored = np.round(np.clip(depth, 0, codec.MAX_DEPTH_M) * codec.DEPTH_SCALE).astype(np.uint16)
                 (self.folder / f"{name}.png").write_bytes(codec.encode_png(stored))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import fsspec
+import pyarrow.fs
 import torch
 
 from core.engine import checkpoint
@@ -17,7 +18,7 @@ from core.config.loading import load_config
 from core.engine.progress import Progress
 from core.runs.run_dir import METRICS, TRAIN_STORAGE, read_metrics
 
-RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's list of the checkpoints it registered
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # where Ray Train lists the checkpoints it registered
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,15 @@ def latest_checkpoint(storage: CheckpointStorage) -> str | None:
 
 
 def registered_checkpoints(storage: CheckpointStorage) -> list[dict]:
-    """Ray Train's entries for the checkpoints it registered and keeps: the folder's name and the metrics reported with it."""
-    try:
-        return json.loads(storage.fs.cat_file(posixpath.join(storage.root, RAY_SNAPSHOT)))["checkpoint_results"]
-    except FileNotFoundError:
+    """The checkpoints Ray Train registered and keeps, as its Result.from_path reads them back: each folder's name and
+    the metrics reported with it. None yet (no RAY_SNAPSHOT) is an empty list."""
+    if not storage.fs.exists(posixpath.join(storage.root, RAY_SNAPSHOT)):
         return []
+    from ray.train import Result  # imported here: a bad --resume is refused without waiting for Ray Train's import
+
+    result = Result.from_path(storage.root, storage_filesystem=pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(storage.fs)))
+    return [{"checkpoint_dir_name": posixpath.basename(saved.path.rstrip("/")), "metrics": metrics}
+            for saved, metrics in result.best_checkpoints]
 
 
 def drop_records_after(run_dir: Path, epoch: int) -> int:

@@ -1,19 +1,21 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from core.engine import checkpoint
 from core.config.loading import load_config, to_yaml
 from core.engine.steps import evaluate
-from core.tasks.catalog import build_task
+from core.tasks.catalog import build_task, task_config
 from data_pipeline.format import codec
 from data_pipeline.format.export import PredictionExport, _cityscapes_label_ids
 from data_pipeline.readers.local import split_batches
 from data_pipeline.format.shards import read_manifest
 from data_pipeline.storage.datastore import DataStore
 from jobs import evaluate as evaluate_job
-from jobs.train import DEFAULT_CONFIG
+from jobs._cli import DEFAULT_CONFIG
+from tests.core.task_batches import manifest_for
 
 
 def _run_dir(tmp_path, tiny_dataset, overrides=()):
@@ -50,11 +52,18 @@ def test_scores_the_split_and_exports_one_png_per_sample(tmp_path, tiny_dataset)
 
 
 def test_depth_predictions_export_as_kitti_uint16_pngs_named_like_the_inputs(tmp_path):
-    export = PredictionExport(tmp_path, {"name": "kitti-depth-completion"}, "depth_completion")
+    task = build_task(task_config(name="depth_completion"), manifest_for())
+    export = PredictionExport(tmp_path, {"name": "kitti-depth-completion"}, task, "depth_completion")
     depth = torch.tensor([[[[0.0, 1.5], [80.25, 300.0]]]])
     export({"sample_id": ["selection_2011_09_26_drive_0002_sync_image_0000000005_image_02"]}, {"depth": depth})
     stored = codec.decode_png((tmp_path / "2011_09_26_drive_0002_sync_image_0000000005_image_02.png").read_bytes())
     assert stored.dtype == np.uint16 and stored.tolist() == [[0, 384], [20544, 65535]]
+
+
+def test_a_task_that_exports_no_maps_is_refused_naming_it(tmp_path):
+    task = build_task(task_config(name="mesh_reconstruction"), manifest_for())
+    with pytest.raises(ValueError, match="the mesh_reconstruction task's predictions have no benchmark format"):
+        PredictionExport(tmp_path, {"name": "synthetic"}, task, "mesh_reconstruction")
 
 
 def test_cityscapes_classes_map_back_to_label_ids():

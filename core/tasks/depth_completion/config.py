@@ -19,7 +19,7 @@ class CompletionModelConfig(Strict):
 
 @TASK_CONFIGS.register("depth_completion")
 class DepthCompletionConfig(TaskSection):
-    name: Literal["depth_completion"] = "depth_completion"
+    name: Literal["depth_completion"] = Field("depth_completion", description="the task; its section's other keys are these")
     inputs: list[Literal["rgb", "sparse_depth", "labels"]] = Field(
         default_factory=lambda: ["rgb", "sparse_depth"], description="rgb and sparse_depth, and labels (the semantic map) where the data has one")
     completion: CompletionModelConfig = Field(default_factory=CompletionModelConfig, description="the network")

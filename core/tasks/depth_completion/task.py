@@ -69,6 +69,12 @@ class DepthCompletionTask:
                  "coarse_l2": lambda: (outputs["coarse"] - truth)[valid].square().mean()}
         return {name: terms[name]() for name in self.loss_weights}
 
+    exported = Kind.DEPTH_MAP  # what jobs.evaluate --export writes
+
+    def exported_predictions(self, outputs: dict) -> np.ndarray:
+        """(B, H, W) float32 metres."""
+        return outputs["depth"][:, 0].detach().cpu().numpy()
+
     def new_metrics(self) -> "DepthCompletionMetrics":
         return DepthCompletionMetrics(self.mean_depth)
 

@@ -14,7 +14,7 @@ class MeshModelConfig(Strict):
 
     grid: tuple[int, int] = Field((16, 16), description="vertex rows and columns of the image-covering grid mesh")
     stages: int = Field(2, ge=1, description="GraphConv refinement stages")
-    hidden: int = Field(64, ge=4)
+    hidden: int = Field(64, ge=4, description="features of each GraphConv stage")
     smoothness: float = Field(1.0, gt=0.0, description="neighbour smoothing of the least-squares fit to sparse depth")
     chamfer_points: int = Field(1024, ge=16, description="points sampled per mesh and per ground-truth depth map")
 
@@ -27,7 +27,7 @@ class MeshModelConfig(Strict):
 
 @TASK_CONFIGS.register("mesh_reconstruction")
 class MeshReconstructionConfig(TaskSection):
-    name: Literal["mesh_reconstruction"] = "mesh_reconstruction"
+    name: Literal["mesh_reconstruction"] = Field("mesh_reconstruction", description="the task; its section's other keys are these")
     inputs: list[Literal["rgb", "sparse_depth"]] = Field(default_factory=lambda: ["rgb", "sparse_depth"],
                                                          description="always [rgb, sparse_depth] (and the camera)")
     mesh: MeshModelConfig = Field(default_factory=MeshModelConfig, description="the network (core.models.mesh_reconstruction)")

@@ -10,18 +10,18 @@ from core.tasks.registry import TASK_CONFIGS
 
 
 class SegmentationModelConfig(Strict):
-    decoder: Literal["unet", "fpn", "deeplabv3plus"] = "fpn"
-    encoder: Literal["resnet18", "resnet34", "resnet50", "resnext50_32x4d"] = "resnet18"
+    decoder: Literal["unet", "fpn", "deeplabv3plus"] = Field("fpn", description="segmentation-models-pytorch's decoder")
+    encoder: Literal["resnet18", "resnet34", "resnet50", "resnext50_32x4d"] = Field("resnet18", description="its encoder, randomly initialised")
 
 
 class SegmentationLossConfig(LossConfig):
-    focal_gamma: float = Field(2.0, ge=0.0)
-    focal_alpha: float | None = Field(None, ge=0.0, le=1.0)
+    focal_gamma: float = Field(2.0, ge=0.0, description="focal loss: (1 - p_t)^gamma; 0 is cross-entropy")
+    focal_alpha: float | None = Field(None, ge=0.0, le=1.0, description="focal loss: the weight of every class but the first (which takes 1 - alpha)")
 
 
 @TASK_CONFIGS.register("segmentation")
 class SegmentationConfig(TaskSection):
-    name: Literal["segmentation"] = "segmentation"
+    name: Literal["segmentation"] = Field("segmentation", description="the task; its section's other keys are these")
     inputs: list[Literal["rgb", "depth", "sparse_depth"]] = Field(
         default_factory=lambda: ["rgb"], min_length=1, description="data columns the model sees, stacked as channels")
     model: SegmentationModelConfig = Field(default_factory=SegmentationModelConfig, description="decoder and encoder (smp)")

@@ -63,6 +63,12 @@ class SegmentationTask:
                  "focal": lambda: focal_loss(outputs, targets, config.focal_gamma, config.focal_alpha, self.ignore_index)}
         return {name: terms[name]() for name in self.loss_weights}
 
+    exported = Kind.LABEL_MAP  # what jobs.evaluate --export writes
+
+    def exported_predictions(self, outputs: torch.Tensor) -> np.ndarray:
+        """(B, H, W) uint8 class ids."""
+        return outputs.argmax(1).cpu().numpy().astype(np.uint8)
+
     def new_metrics(self) -> "SegmentationMetrics":
         return SegmentationMetrics(self.class_names, self.ignore_index, self.majority_class)
 
