@@ -9,7 +9,9 @@ from pathlib import Path
 import ray
 from ray.util.state import list_actors
 
+from core.runs.run_dir import TRAIN_STORAGE
 from jobs import train
+from jobs._train.starts import STARTS
 from tests.conftest import tiny_overrides
 from tests.ray_fixtures import local_ray_with_dashboard  # noqa: F401  (fixture: the state API finds the worker)
 
@@ -37,10 +39,14 @@ def _kill_a_worker(killed: list[int]) -> bool:
 
 
 def _kill_before_and_after_the_first_checkpoint(runs: Path, killed: list[int], timeout_s: float = 300) -> None:
-    """One worker killed as soon as the group is up, before any epoch ended, and one once the run has recorded its
+    """One worker killed as soon as the group has started training, before any epoch ended, and one once the run has recorded its
     first checkpointed epoch (metrics.jsonl is written after Ray Train registered the checkpoint; the checkpoint's
     files alone appear before that, and a restart then would rightly begin from scratch)."""
     deadline = time.monotonic() + timeout_s
+    # Rank 0 marks each start of the loop in the run's storage: from then on the workers train. A worker killed
+    # earlier, while Ray Train still starts the group, fails the whole run, whatever failure.max_failures says.
+    while not any(runs.glob(f"*/{TRAIN_STORAGE}/{STARTS}/*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     while not _kill_a_worker(killed) and time.monotonic() < deadline:
         time.sleep(0.05)
     if _records(runs):

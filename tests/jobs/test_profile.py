@@ -77,7 +77,7 @@ def test_predict_without_measurements_says_what_the_ledger_holds(profiled, tiny_
     overrides = [*tiny_overrides(tiny_dataset, root / "runs"), "task.model.encoder=resnet34"]
     assert profile.main([QUICKSTART, *overrides, "--predict"]) == 2
     err = capsys.readouterr().err
-    assert "no measurement of segmentation:fpn-resnet34" in err and "segmentation:fpn-resnet18 3x32x32 on cpu" in err
+    assert "no measurement of segmentation:fpn-resnet34" in err and "segmentation:fpn-resnet18 rgb 32x32 on cpu" in err
 
 
 def test_batch_size_finder_doubles_then_bisects_to_the_cap(local_ray, tiny_dataset, tmp_path, capsys):  # noqa: F811
