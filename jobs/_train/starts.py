@@ -8,6 +8,7 @@ run's storage is), naming the session (resumes) and what it started from, and th
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import time
 from typing import Any
@@ -23,7 +24,7 @@ def record_start(storage: Any, resumes: int, started_from: str) -> None:
     Rank 0 only."""
     folder = posixpath.join(str(storage.experiment_fs_path), STARTS)
     storage.storage_filesystem.create_dir(folder)
-    entry = {"time": time.time(), "resumes": resumes, "started_from": started_from}
+    entry = {"time": time.time(), "resumes": resumes, "started_from": started_from, "rank0_pid": os.getpid()}
     with storage.storage_filesystem.open_output_stream(posixpath.join(folder, f"{time.time_ns()}.json")) as handle:
         handle.write(json.dumps(entry).encode())
 

@@ -22,12 +22,13 @@ def _records(runs: Path) -> bool:
     return any(path.read_text().strip() for path in runs.glob("*/metrics.jsonl"))
 
 
-def _kill_a_worker(killed: list[int]) -> bool:
-    """SIGKILL one live Ray Train worker process of this test's own Ray (never another Ray on the machine), by its PID."""
+def _kill_a_worker(killed: list[int], only: int | None = None) -> bool:
+    """SIGKILL one live Ray Train worker process of this test's own Ray (never another Ray on the machine), by its PID;
+    only: that worker's PID."""
     workers = list_actors(address=ray.get_runtime_context().gcs_address,
                           filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
     for worker in workers:
-        if worker.pid in killed:
+        if worker.pid in killed or only not in (None, worker.pid):
             continue
         try:
             os.kill(worker.pid, signal.SIGKILL)
@@ -43,11 +44,12 @@ def _kill_before_and_after_the_first_checkpoint(runs: Path, killed: list[int], t
     first checkpointed epoch (metrics.jsonl is written after Ray Train registered the checkpoint; the checkpoint's
     files alone appear before that, and a restart then would rightly begin from scratch)."""
     deadline = time.monotonic() + timeout_s
-    # Rank 0 marks each start of the loop in the run's storage: from then on the workers train. A worker killed
-    # earlier, while Ray Train still starts the group, fails the whole run, whatever failure.max_failures says.
-    while not any(runs.glob(f"*/{TRAIN_STORAGE}/{STARTS}/*.json")) and time.monotonic() < deadline:
+    # Rank 0 marks each start of the loop in the run's storage, with its PID: its part of the group's start is over
+    # then. A worker killed while Ray Train still starts the group fails the whole run, whatever max_failures says.
+    while not (marks := list(runs.glob(f"*/{TRAIN_STORAGE}/{STARTS}/*.json"))) and time.monotonic() < deadline:
         time.sleep(0.05)
-    while not _kill_a_worker(killed) and time.monotonic() < deadline:
+    rank0 = json.loads(marks[0].read_text())["rank0_pid"] if marks else None
+    while not _kill_a_worker(killed, only=rank0) and time.monotonic() < deadline:
         time.sleep(0.05)
     if _records(runs):
         return  # too late for a kill before the first checkpoint: the test fails on the counts, naming it
