@@ -32,8 +32,9 @@ def one_run() -> dict[str, float]:
     """One fresh Ray instance; runs in a process of its own."""
     from cluster.resources import make_plan
     from core.config.loading import load_config
-    from data_pipeline.readers.ray_data import read_split
+    from bench.ingest import COLUMNS
     from data_pipeline.format.shards import read_manifest
+    from data_pipeline.readers.ray_data import read_split
     from data_pipeline.storage.datastore import DataStore
 
     config = load_config(QUICKSTART)
@@ -43,7 +44,7 @@ def one_run() -> dict[str, float]:
     ray.get([c.__ray_ready__.remote() for c in consumers])
     start = time.time()
     store = DataStore.at(REPO / config.data.uri)
-    dataset = read_split(store, read_manifest(store), "train", ["rgb", "labels"], plan.data_task_cpus,
+    dataset = read_split(store, read_manifest(store), "train", COLUMNS, plan.data_task_cpus,
                          plan.data_tasks_at_once)
     splits = dataset.streaming_split(plan.num_workers, equal=True)
     split = time.time()

@@ -14,7 +14,7 @@ from core.config.sections import RayConfig
 CODE_ROOT = Path(__file__).resolve().parent.parent  # this checkout: local workers import it, a cluster is sent it
 
 # Besides what .gitignore leaves out (Ray honours it), never upload these to a cluster.
-SHIPPING_EXCLUDES = [".git", ".venv", "data", "runs", "**/__pycache__"]
+SHIPPING_EXCLUDES = ["/.git", "/.venv", "/data", "/runs", "**/__pycache__"]  # anchored: core/runs/ is code
 PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"  # Ray Train's switch; set in the environment, it is kept
 RAY_DATA_LOGGING = "RAY_DATA_LOGGING_CONFIG"  # Ray Data's; set in the environment, it is kept
 # Relative to the code root, where a cluster's workers run: the per-epoch lines of Ray Data's split

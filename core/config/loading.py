@@ -60,7 +60,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     parts = key.split(".")
     node: Any = raw
     for depth, part in enumerate(parts):
-        prefix, last = ".".join(parts[: depth + 1]), depth == len(parts) - 1
+        last = depth == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(f"override {key}: {'.'.join(parts[:depth])} is a list of {len(node)} item(s); "

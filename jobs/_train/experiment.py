@@ -102,7 +102,10 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     except Exception as err:  # the run directory must still say what happened
         latest, unreachable = latest_or_logged(checkpoints, run_dir)
         facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
-    facts.update(restarts(checkpoints))
+    try:
+        facts.update(restarts(checkpoints))
+    except Exception:  # the storage did not answer (the error says so already): summary.json is written without the count
+        facts.update(restarts=None, restarts_from_scratch=None)
     if config.train.best_checkpoints:
         facts["best_checkpoints"] = best_checkpoints(checkpoints, config.train.best_checkpoints, task)
     skipped = samples.close() if samples else []

@@ -16,7 +16,7 @@ from core.engine import checkpoint
 from core.config.schema import ExperimentConfig
 from core.config.loading import load_config
 from core.engine.progress import Progress
-from core.runs.run_dir import METRICS, TRAIN_STORAGE, read_metrics
+from core.runs.run_dir import METRICS, read_metrics
 
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # where Ray Train lists the checkpoints it registered
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.augmentation.sample_key import SAMPLE_KEY
+from core.tasks.columns import Column, Kind
 from data_pipeline.readers.decode import PATH, decoded_row_bytes
 from data_pipeline.readers.ray_data import TASK_BYTES, read_split, read_tasks
 from data_pipeline.readers.shard_datasource import read_shards
@@ -19,6 +20,7 @@ from data_pipeline.sources.synthetic import generate
 from tests.conftest import TINY_DATA
 from tests.ray_fixtures import local_ray  # noqa: F401
 
+RGB = [Column("rgb", Kind.IMAGE, (3,))]
 BLOCK_S = 0.15  # four blocks to a task: 0.6 s, shorter than the 1 s Ray Data waits without ray_data_start
 
 
@@ -67,8 +69,8 @@ def test_a_fresh_execution_runs_its_read_tasks_side_by_side_from_the_first(eight
 
 
 def _split_in_blocks_of(store, manifest, rows):
-    block_bytes = rows * decoded_row_bytes(["rgb"], tuple(manifest["image_size"]))
-    return read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2, block_bytes=block_bytes)
+    block_bytes = rows * decoded_row_bytes(RGB, tuple(manifest["image_size"]))
+    return read_split(store, manifest, "train", RGB, task_cpus=1.0, tasks_at_once=2, block_bytes=block_bytes)
 
 
 def test_blocks_reach_the_consumer_with_the_rows_asked_for_across_and_within_shards(eight_shards):
@@ -83,8 +85,8 @@ def test_blocks_reach_the_consumer_with_the_rows_asked_for_across_and_within_sha
 
 def test_a_block_holds_at_least_the_rows_of_a_batch(eight_shards):
     store, manifest = eight_shards
-    one_row = decoded_row_bytes(["rgb"], tuple(manifest["image_size"]))
-    dataset = read_split(store, manifest, "train", ["rgb"], task_cpus=1.0, tasks_at_once=2, block_bytes=one_row, batch_rows=3)
+    one_row = decoded_row_bytes(RGB, tuple(manifest["image_size"]))
+    dataset = read_split(store, manifest, "train", RGB, task_cpus=1.0, tasks_at_once=2, block_bytes=one_row, batch_rows=3)
     blocks = list(dataset.iter_batches(batch_size=None, batch_format="numpy"))
     assert sorted(len(block["rgb"]) for block in blocks) == [2, 2, 3, 3, 3, 3], "rows too large for a block of a batch"
 
