@@ -42,7 +42,7 @@ class LocalBackend:
         return self._train(config, epoch)
 
     def val_batches(self, config: ExperimentConfig) -> Iterable[dict]:
-        return self._val(config, 0)
+        return self._val(config)
 
     def on_step(self, timing: StepTiming, learning_rate: float) -> None:
         self.steps.append(timing)

@@ -23,7 +23,7 @@ def _backend(checkpoints: Path | None = None, stop_after: int | None = None) -> 
         torch.manual_seed(100 + epoch)
         return [random_batch(n=2) for _ in range(3)]
 
-    def val(config, _):
+    def val(config):
         torch.manual_seed(7)
         return [random_batch(n=2)]
 
