@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from core.tasks.catalog import task_config
+from core.tasks.catalog import DEFAULT_TASK, task_config
+from core.tasks.registry import TASK_CONFIGS
 from core.runs.run_dir import METRICS, SUMMARY, read_metrics
 
 # Keys that label a run rather than change what it trains: ignored when grouping an ablation.
@@ -61,7 +62,7 @@ def row(run: Run) -> dict[str, Any]:
         "data": f"{Path(config['data']['uri']).name} ({data.get('train', '?')} train / {data.get('val', '?')} val)",
         "stages": len(config.get("stages", [])) or 1,
         "losses": ", ".join(f"{name} x{weight:g}" for name, weight in weights.items() if weight > 0),
-        "model": task_config(**config["task"]).model_label,
+        "model": model_label(config["task"]),
         "batch x workers": f"{config['train']['batch_size']} x {config['scaling']['num_workers']}",
         "lr": config["train"]["optimizer"]["lr"],
         "epochs": f"{summary.get('epochs_completed', len(run.records))}/{config['train']['epochs']}",
@@ -106,3 +107,25 @@ def _packages(env: dict[str, Any]) -> dict[str, str]:
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     return [(key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
+def model_label(task: dict[str, Any]) -> str:
+    """The run's model label. A run written before each task had a section of its own holds every task's keys
+    (and unset inputs); the keys of its own task are read from it."""
+    try:
+        return task_config(**task).model_label
+    except ValueError:
+        section = TASK_CONFIGS.get(task.get("name", DEFAULT_TASK))
+        return section(**_known(section, task)).model_label
+
+
+def _known(section: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The values a section has keys for, nested sections alike; unset ones left to their defaults."""
+    known = {}
+    for key, value in values.items():
+        field = section.model_fields.get(key)
+        if field is None or value is None:
+            continue
+        inner = field.annotation
+        known[key] = _known(inner, value) if isinstance(value, dict) and hasattr(inner, "model_fields") else value
+    return known

@@ -85,3 +85,13 @@ def test_html_report_opens_in_headless_chromium_with_its_table(three_runs, tmp_p
                    capture_output=True, timeout=120)
     assert shot.stat().st_size > 10_000
     shutil.copy(shot, root / "report_screenshot.png")
+
+
+def test_a_run_written_before_tasks_had_sections_of_their_own_is_labelled():
+    from core.reporting.experiments import model_label
+
+    old = {"name": "depth_completion", "inputs": None, "model": {"decoder": "fpn", "encoder": "resnet18"},
+           "completion": {"width": 16, "cspn_iterations": 6, "cspn_kernels": [3, 5, 7]},
+           "mesh": {"grid": [16, 16], "stages": 2, "hidden": 64, "smoothness": 1.0, "chamfer_points": 1024},
+           "loss": {"weights": {"l2": 1.0}, "focal_gamma": 2.0, "focal_alpha": None}}
+    assert model_label(old) == "w16-cspn6"
