@@ -81,6 +81,8 @@ class RayBackend:
     def __init__(self, loop_config: dict[str, Any], rank: int, world_size: int):
         self.loop_config, self.rank, self.world_size = loop_config, rank, world_size
         self.manifest = loop_config["manifest"]
+        # What a batch holds is the task's, the same in every stage (stages change loss weights, not columns).
+        self.columns = build_task(ExperimentConfig.model_validate(loop_config["config"]).task, self.manifest).columns
         self.startup: dict[str, float] = {}  # core.profiling.startup marks of this worker, sent with the run's first record
         self.device = ray.train.torch.get_device()
         self.dashboard = DashboardMetrics(loop_config["run_name"], rank)
@@ -101,8 +103,7 @@ class RayBackend:
         if early is not None and early.epoch == epoch:
             return early.batches()
         augment = config.data.augment
-        columns = build_task(config.task, self.manifest).columns
-        collate = _Augmenting(augment, columns, config.seed, epoch, self.manifest["ignore_index"]) if augment else None
+        collate = _Augmenting(augment, self.columns, config.seed, epoch, self.manifest["ignore_index"]) if augment else None
         return self.train_data.iter_torch_batches(
             batch_size=config.train.batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
             local_shuffle_seed=config.seed * 100_003 + epoch * 101 + self.rank, collate_fn=collate,
