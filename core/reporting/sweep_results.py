@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLUMNS = ("trial", "overrides", "status", "best", "epochs", "wall time (s)", "run directory")
+COLUMNS = ("trial", "search", "scheduler", "overrides", "status", "best", "epochs", "wall time (s)", "run directory")
 
 
 def write_results(sweep_dir: Path, rows: list[dict[str, Any]], metric: str, mode: str) -> Path | None:

@@ -3,7 +3,8 @@
 Train V2 cannot be handed to a Tuner directly; a trial builds its TorchTrainer (through
 jobs._train.experiment, so its run directory is what jobs.train writes) and forwards every epoch's
 report and checkpoint to Tune (jobs._tune.trial_reporting), where the scheduler acts on it: FIFO, ASHA,
-or PBT, whose exploit restarts a trial from another trial's checkpoint with perturbed values.
+HyperBand for BOHB, or PBT, whose exploit restarts a trial from another trial's checkpoint with
+perturbed values. The values come from the sweep's search (jobs._tune.searches).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandForBOHB, PopulationBasedTraining
 
 from cluster.connect import node_resources
 from cluster.resources import make_plan
@@ -24,12 +25,16 @@ from core.config.sweep import SweepConfig
 from core.tasks.catalog import build_task
 from data_pipeline.storage.datastore import DataStore
 from jobs._train.experiment import run
+from jobs._tune.searches import chosen, search_algorithm
 from jobs._tune.trial_reporting import fit_reporting_to_tune
 
 TUNE_FOLDER = "tune"
 
 
 def param_space(sweep: SweepConfig) -> dict[str, Any]:
+    """Tune's domains, for its variant generator and PBT; Optuna and BOHB take the space as their own (searches)."""
+    if sweep.search in ("optuna", "bohb"):
+        return {}
     space = {}
     for key, domain in sweep.space.items():
         values = getattr(domain, domain.kind)
@@ -51,7 +56,8 @@ def trainable(sweep: SweepConfig, sweep_dir: Path, store: DataStore, manifest: d
 
 def run_trial(params: dict[str, Any], sweep_fields: dict, runs_root: str, store: DataStore, manifest: dict[str, Any]) -> None:
     sweep = SweepConfig.model_validate(sweep_fields)
-    overrides = [*sweep.overrides, f"output.root={runs_root}", *(format_override(k, v) for k, v in params.items())]
+    values = chosen(params, list(sweep.space))
+    overrides = [*sweep.overrides, f"output.root={runs_root}", *(format_override(k, v) for k, v in values.items())]
     config = load_config(sweep.base, overrides)
     plan = make_plan(config.scaling, node_resources())
     task, init = build_task(config.task, manifest), _init_checkpoint()
@@ -78,7 +84,8 @@ def build_tuner(sweep: SweepConfig, sweep_dir: Path, store: DataStore, manifest:
         trainable(sweep, sweep_dir, store, manifest),
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
-                                    max_concurrent_trials=sweep.max_concurrent, scheduler=_scheduler(sweep)),
+                                    max_concurrent_trials=sweep.max_concurrent, scheduler=_scheduler(sweep),
+                                    search_alg=search_algorithm(sweep)),
         run_config=tune.RunConfig(name=TUNE_FOLDER, storage_path=str(sweep_dir), stop=_stop(sweep),
                                   # PBT copies a donor's latest checkpoint, which must outlive the donor's next epochs.
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if sweep.scheduler.name == "pbt" else 2)),
@@ -97,11 +104,17 @@ def _scheduler(sweep: SweepConfig):
     if settings.name == "asha":
         return ASHAScheduler(time_attr="epoch", max_t=sweep.base_config().train.epochs, grace_period=settings.grace_period,
                              reduction_factor=settings.reduction_factor)
+    if sweep.search == "bohb":
+        return HyperBandForBOHB(time_attr="epoch", max_t=sweep.base_config().train.epochs, reduction_factor=settings.reduction_factor)
     if settings.name == "pbt":
         return PopulationBasedTraining(time_attr="epoch", perturbation_interval=settings.perturbation_interval,
                                        hyperparam_mutations=param_space(sweep), quantile_fraction=settings.quantile_fraction,
                                        resample_probability=settings.resample_probability, synch=settings.synch)
     return FIFOScheduler()
+
+
+def scheduler_name(sweep: SweepConfig) -> str:
+    return "hyperband for bohb" if sweep.search == "bohb" else sweep.scheduler.name
 
 
 def restore_tuner(sweep: SweepConfig, sweep_dir: Path, store: DataStore, manifest: dict[str, Any]) -> tune.Tuner:
@@ -121,8 +134,8 @@ def result_rows(results: tune.ResultGrid, sweep: SweepConfig, runs_root: Path) -
         epochs = int(last.get("epoch", 0))
         if result.error:
             status = f"error: {type(result.error).__name__}"
-        elif epochs < planned and sweep.scheduler.name == "asha":
-            status = "stopped early by asha"
+        elif epochs < planned and scheduler_name(sweep) in ("asha", "hyperband for bohb"):
+            status = f"stopped early by {scheduler_name(sweep)}"
         elif epochs < planned:
             status = "unfinished"
         else:
@@ -130,7 +143,9 @@ def result_rows(results: tune.ResultGrid, sweep: SweepConfig, runs_root: Path) -
         run_name = last.get("run")
         rows.append({
             "trial": f"trial {index}",
-            "overrides": " ".join(format_override(k, v) for k, v in (result.config or {}).items()),
+            "search": sweep.search,
+            "scheduler": scheduler_name(sweep),
+            "overrides": " ".join(format_override(k, v) for k, v in chosen(result.config or {}, list(sweep.space)).items()),
             "status": status,
             "best": (max if sweep.mode == "max" else min)(scores) if scores else None,
             "epochs": f"{epochs}/{planned}",

@@ -66,3 +66,40 @@ def test_pbt_refuses_grids_and_keys_a_running_trial_cannot_change(tmp_path):
         load_sweep(_sweep(tmp_path, scheduler={"name": "pbt"}))
     with pytest.raises(ConfigError, match="space.train.batch_size: PBT changes hyperparameters of running trials"):
         load_sweep(_sweep(tmp_path, space={"train.batch_size": {"choice": [2, 4]}}, scheduler={"name": "pbt"}))
+
+
+CONDITIONAL = {"train.optimizer.name": {"choice": ["adamw", "sgd"]},
+               "train.optimizer.momentum": {"uniform": [0.8, 0.99], "when": {"train.optimizer.name": ["sgd"]}},
+               "train.optimizer.lr": {"loguniform": [1e-4, 1e-2]}}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"search": "optuna", "space": {"train.optimizer.lr": {"grid": [0.001, 0.01]}}}, "samples its domains; give choice instead of grid"),
+    ({"search": "grid", "space": {"train.optimizer.lr": {"uniform": [0.001, 0.01]}}}, "search: grid takes grid domains only"),
+    ({"search": "random", "space": CONDITIONAL}, r"space.train.optimizer.momentum.when: conditional domains need search: optuna or bohb"),
+    ({"search": "optuna", "space": {**CONDITIONAL, "train.optimizer.momentum": {"uniform": [0.8, 0.99], "when": {"train.optimizer.nam": ["sgd"]}}}},
+     r"when.train.optimizer.nam: a condition names a choice domain of the space; those are: train.optimizer.name"),
+    ({"search": "optuna", "space": {**CONDITIONAL, "train.optimizer.momentum": {"uniform": [0.8, 0.99], "when": {"train.optimizer.name": ["adam"]}}}},
+     r"'adam' is not among its choices \['adamw', 'sgd'\]"),
+    ({"search": "bohb", "scheduler": {"name": "asha"}, "space": CONDITIONAL}, "search: bohb brings its scheduler"),
+    ({"search": "optuna", "scheduler": {"name": "pbt"}, "space": {"train.optimizer.lr": {"uniform": [0.001, 0.01]}}}, "PBT is a search of its own"),
+])
+def test_searches_refuse_what_they_cannot_sample(tmp_path, fields, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(_sweep(tmp_path, **fields))
+
+
+def test_a_search_whose_package_is_missing_names_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hpbandster" else found(name, *a))
+    with pytest.raises(ConfigError, match=r"search: bohb needs the package\(s\) hpbandster, which are not installed"):
+        load_sweep(_sweep(tmp_path, search="bohb", space=CONDITIONAL))
+    assert load_sweep(_sweep(tmp_path, search="optuna", space=CONDITIONAL)).search == "optuna"
+
+
+@pytest.mark.parametrize("path", sorted((Path(QUICKSTART).parent / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sweep_file_in_configs_loads(path, monkeypatch):
+    monkeypatch.chdir(Path(QUICKSTART).parents[1])  # their base is relative to the checkout
+    assert load_sweep(path).space

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core.config.loading import load_config
 from core.config.sweep import load_sweep
@@ -44,6 +45,20 @@ def test_asha_sweep_writes_complete_results_with_a_row_for_every_trial(local_ray
     assert (sweep_dir / "metric_by_epoch.png").stat().st_size > 5000
     assert "| trial 0 |" in (sweep_dir / "results.md").read_text()
     assert "best config" in capsys.readouterr().out
+
+
+def test_an_optuna_sweep_samples_a_conditional_space_and_names_its_search(local_ray_with_dashboard, tiny_dataset, tmp_path):  # noqa: F811
+    space = {"train.optimizer.name": {"choice": ["adamw", "sgd"]}, "train.optimizer.lr": {"loguniform": [1e-4, 1e-2]},
+             "train.optimizer.momentum": {"uniform": [0.8, 0.99], "when": {"train.optimizer.name": ["sgd"]}}}
+    path = sweep_file(tmp_path, tiny_dataset, epochs=1, space=space, search="optuna", num_samples=4)
+    assert tune.main([str(path)]) == 0
+    _, rows = _results(tmp_path)
+    assert len(rows) == 4 and {(r["search"], r["scheduler"], r["status"]) for r in rows} == {("optuna", "fifo", "completed")}, rows
+    for r in rows:
+        overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in r["overrides"].split())}
+        assert 1e-4 <= float(overrides["train.optimizer.lr"]) <= 1e-2
+        assert ("train.optimizer.momentum" in overrides) == (overrides["train.optimizer.name"] == "sgd"), r
+        assert load_config(Path(r["run directory"]) / "config.yaml").train.optimizer.name == overrides["train.optimizer.name"]
 
 
 def test_concurrent_trials_that_cannot_fit_are_refused(local_ray_with_dashboard, tiny_dataset, tmp_path, capsys):  # noqa: F811
