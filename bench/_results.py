@@ -9,7 +9,7 @@ from typing import Any
 
 import psutil
 
-from core.runs.environment import package_version
+from core.runs.fingerprint import package_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("ray", "torch", "deepspeed", "pyarrow")

@@ -23,7 +23,7 @@ from core.profiling import ledger as profile_ledger
 from core.config.errors import ConfigError
 from core.config.schema import ExperimentConfig
 from core.config.loading import load_config
-from core.runs.environment import package_version
+from core.runs.fingerprint import package_version
 from data_pipeline.format.shards import MANIFEST, DatasetError, read_manifest
 from data_pipeline.storage.datastore import DataStore
 from jobs._train.experiment import prepare_data

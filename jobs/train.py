@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cluster import autoscale
@@ -50,16 +51,20 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
         _signals.forward_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
         run_code.join()
         marks["ray_connected"] = startup.mark()
+        from jobs._train.env_check import check, environments
         from jobs._train.experiment import prepare_data, run
 
         plan = autoscale.plan_when_it_fits(config.scaling)
+        envs = environments()
+        if not check(config, envs, resume.run_dir if resume else None, args.env_lock, args.strict_env):
+            return USAGE_ERROR
         store, manifest, task = prepare_data(config)
         marks["data_prepared"] = startup.mark()
     except (ConfigError, PlanError, ValueError) as err:  # a DatasetError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        run_dir, summary = run(config, plan, store, manifest, task, resume=resume, startup_marks=marks)
+        run_dir, summary = run(config, plan, store, manifest, task, resume=resume, startup_marks=marks, environments=envs)
     finally:
         if config.scaling.autoscale_timeout_s > 0:
             autoscale.release()
@@ -92,6 +97,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", metavar="RUN_DIR", help="go on with this run from its latest checkpoint, as it was configured; "
                         "a run stored with output.storage also from its S3 folder, s3://BUCKET/PREFIX/RUN_NAME")
     parser.add_argument("--endpoint-url", help="with --resume s3://...: an S3-compatible endpoint (MinIO, ...)")
+    parser.add_argument("--env-lock", type=Path, metavar="FILE", help="a known-good environment (python -m jobs.report --lock "
+                        "RUN_DIR) to compare this launch's with, beside the last completed run of the same name")
+    parser.add_argument("--strict-env", action="store_true", help="refuse to launch (exit 2) where the environment differs")
     args, unknown = parser.parse_known_args(argv)
     if args.config and "=" in args.config:  # only overrides were given
         args.overrides.insert(0, args.config)
@@ -100,6 +108,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unrecognised arguments: {' '.join(unknown)}")
     if args.resume and (args.overrides or args.config != str(DEFAULT_CONFIG)):
         parser.error("--resume goes on with a run as it was configured: give no config file or overrides with it")
+    if args.env_lock and not args.env_lock.is_file():
+        parser.error(f"--env-lock {args.env_lock} does not exist; write one with python -m jobs.report --lock RUN_DIR")
     if args.endpoint_url and not (args.resume or "").startswith(S3):
         parser.error("--endpoint-url goes with --resume s3://...; a new run takes output.endpoint_url from its config")
     return args

@@ -107,6 +107,11 @@ class TrainConfig(Strict):
         "metric", description="metric: the best checkpoints_to_keep by the task's monitored metric, and the latest; epoch: the last checkpoints_to_keep"
     )
     best_checkpoints: int = Field(0, ge=0, description="copies of the best N checkpoints by the monitored metric kept in best/ (with checkpoints_kept_by: epoch, the last and the best)")
+    progress_every_s: float = Field(30.0, gt=0.0, description="the most seconds between two progress lines inside an epoch (step, "
+                                                               "samples/s, loss, lr, ETA of the epoch and the run); an epoch "
+                                                               "longer than this also gets one at each tenth")
+    step_scalars_every: int = Field(10, ge=0, description="optimizer steps between two step-level TensorBoard scalars (step/loss, step/lr, "
+                                                          "step/samples_per_s, step/data_wait_share); 0: none")
 
 
 class StageConfig(Strict):

@@ -30,6 +30,7 @@ class LocalBackend:
         self._train, self._val, self.checkpoints = train_batches, val_batches, checkpoints
         self.records: list[dict[str, Any]] = []
         self.steps: list[StepTiming] = []
+        self.scalars: list[tuple[int, dict[str, float]]] = []
 
     def wrap(self, module: nn.Module, config: ExperimentConfig) -> tuple[nn.Module, torch.optim.Optimizer]:
         if config.scaling.strategy != "ddp":
@@ -46,6 +47,9 @@ class LocalBackend:
 
     def on_step(self, timing: StepTiming, learning_rate: float) -> None:
         self.steps.append(timing)
+
+    def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        self.scalars.append((step, scalars))
 
     def report(self, record: dict[str, Any], folder: Path | None) -> None:
         self.records.append(record)

@@ -20,6 +20,7 @@ class Progress:
     stage_epochs: int = 0  # epochs the current stage has finished
     restarts: int = 0  # Ray Train restarts from a checkpoint after a failure
     resumes: int = 0  # `jobs.train --resume` of this run
+    steps: int = 0  # optimizer steps over the whole run: the x axis of the step-level scalars
     rng: list[torch.Tensor] | None = None  # torch's generator state per rank
 
     @classmethod

@@ -16,6 +16,7 @@ the Progress fields; plateau and early stopping start afresh with each stage.
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Protocol
@@ -27,6 +28,7 @@ from core.config.schema import ExperimentConfig
 from core.engine import checkpoint, early_stopping
 from core.engine.distributed import largest
 from core.engine.early_stopping import EarlyStopping
+from core.engine.epoch_progress import EpochPlan, EpochProgress, steps_per_epoch
 from core.engine.model_state import full_weights, load_shards, loss_scale, save_shards
 from core.engine.numerics import NumericsGuard, loss_scaler
 from core.engine.optim import apply_hyperparameters, build_plateau
@@ -57,6 +59,9 @@ class Backend(Protocol):
 
     def on_step(self, timing: StepTiming, learning_rate: float) -> None: ...
 
+    def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        """Step-level figures for TensorBoard (rank 0's, every train.step_scalars_every steps)."""
+
     def report(self, record: dict[str, Any], folder: Path | None) -> None:
         """The epoch's record, with this rank's checkpoint folder (None where the rank writes none); every rank calls it."""
 
@@ -76,6 +81,8 @@ class Trainer:
     def __init__(self, config: ExperimentConfig, manifest: dict[str, Any], backend: Backend, run_name: str):
         self.config, self.manifest, self.backend, self.run_name = config, manifest, backend, run_name
         self.stages = plan_stages(config)
+        self._epoch_started: float | None = None
+        self._last_epoch_s: float | None = None  # wall time of the epoch before, evaluation and checkpoint included
 
     def run(self, module: nn.Module, restored: Restored | None = None) -> Progress:
         """Every stage from where `restored` stands (the start of the run when None); returns where the run ended."""
@@ -111,7 +118,7 @@ class Trainer:
         while ended is None:
             epoch, first_of_stage = progress.epoch + 1, progress.stage_epochs == 0
             components.guard.epoch = epoch
-            stats, result = self._train_and_evaluate(model, optimizer, task, config, epoch, components)
+            stats, result = self._train_and_evaluate(model, optimizer, task, stage, progress, components)
             monitored = result.metrics.get(task.monitor.removeprefix("val/"))
             learning_rate = optimizer.param_groups[0]["lr"]  # the one this epoch trained with
             ended = progress.finish_epoch(stage, components.after_epoch(monitored))
@@ -124,16 +131,41 @@ class Trainer:
             self._save_and_report(record, model, optimizer, {**progress.state(), **components.state(ended)}, result)
         return None if is_deepspeed(model) else optimizer.state_dict(), components.state(ended)
 
-    def _train_and_evaluate(self, model, optimizer, task, config: ExperimentConfig, epoch: int,
+    def _train_and_evaluate(self, model, optimizer, task, stage: Stage, progress: Progress,
                             components: "_Components") -> tuple[EpochStats, Evaluation]:
-        def on_step(timing: StepTiming) -> None:
-            self.backend.on_step(timing, optimizer.param_groups[0]["lr"])
+        config, epoch, backend = stage.config, progress.epoch + 1, self.backend
+        lines = self._epoch_progress(stage, epoch) if backend.rank == 0 else None
+        every = config.train.step_scalars_every
 
-        stats = train_epoch(model, optimizer, self.backend.train_batches(config, epoch), task, self.backend.device,
+        def on_step(timing: StepTiming) -> None:
+            learning_rate = optimizer.param_groups[0]["lr"]
+            progress.steps += 1
+            backend.on_step(timing, learning_rate)
+            line = lines.step(timing, learning_rate) if lines is not None else None
+            if line is not None:
+                print(line, flush=True)
+            if backend.rank == 0 and every and progress.steps % every == 0:
+                backend.log_scalars(progress.steps, _step_scalars(timing, learning_rate, backend.world_size))
+
+        stats = train_epoch(model, optimizer, backend.train_batches(config, epoch), task, backend.device,
                             rules=components.rules, guard=components.guard, scaler=components.scaler, on_step=on_step)
         result = evaluate(model, self.backend.val_batches(config), task, self.backend.device,
                           num_previews=config.train.log_images if self.backend.rank == 0 else 0)
         return stats, result
+
+    def _epoch_progress(self, stage: Stage, epoch: int) -> EpochProgress | None:
+        """The epoch's progress lines; None where the manifest does not say how many rows the epoch has."""
+        now = time.perf_counter()
+        if self._epoch_started is not None:
+            self._last_epoch_s = now - self._epoch_started
+        self._epoch_started = now
+        rows = self.manifest.get("splits", {}).get("train", {}).get("rows")
+        if not rows:
+            return None
+        train = stage.config.train
+        steps = steps_per_epoch(rows, train.batch_size, self.backend.world_size, train.grad_accumulation)
+        plan = EpochPlan(stage.name, epoch, sum(s.epochs for s in self.stages), steps, self.backend.world_size)
+        return EpochProgress(plan, train.progress_every_s, self._last_epoch_s)
 
     def _record(self, epoch: int, stage: Stage, progress: Progress, task, stats: EpochStats, result: Evaluation,
                 learning_rate: float, components: "_Components") -> dict[str, Any]:
@@ -204,6 +236,12 @@ class _Components:
         return {early_stopping.KEY: self.stopping.state_dict() if inside else None,
                 PLATEAU: self.plateau.state_dict() if inside and self.plateau is not None else None,
                 NUMERICS: self.guard.state_dict(), LOSS_SCALE: self.scaler.state_dict() or None}
+
+
+def _step_scalars(timing: StepTiming, learning_rate: float, world_size: int) -> dict[str, float]:
+    return {"step/loss": timing.loss, "step/lr": learning_rate,
+            "step/samples_per_s": timing.samples * world_size / timing.seconds,
+            "step/data_wait_share": timing.data_wait_seconds / timing.seconds}
 
 
 def _stage_event(first: bool, ended: str | None) -> str | None:

@@ -12,13 +12,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
+from core.runs.fingerprint import nvidia_gpus, package_version
 
 KEY_PACKAGES = ("torch", "torchvision", "easypytorch3d", "ray", "deepspeed", "segmentation-models-pytorch", "timm",
                 "pyarrow", "s3fs", "numpy", "pydantic", "tensorboard")
 
 
 def describe(code_root: Path) -> dict[str, Any]:
+    import torch
+
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -29,19 +31,13 @@ def describe(code_root: Path) -> dict[str, Any]:
         "torch_cuda": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "nvidia_driver": nvidia_gpus()[1],
     }
 
 
 def uncommitted_patch(code_root: Path) -> str:
     """`git diff HEAD`: what the working tree changes in tracked files ('' outside a repository)."""
     return _git(code_root, "diff", "HEAD") or ""
-
-
-def package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _git_state(code_root: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from core.config.schema import ExperimentConfig
 from core.config.loading import to_yaml
@@ -47,6 +48,21 @@ def create(config: ExperimentConfig, code_root: Path, extra_env: dict[str, Any] 
     write_json(folder / "env.json", {**describe(code_root), **(extra_env or {})})
     (folder / "code.patch").write_text(uncommitted_patch(code_root))
     return folder.resolve()
+
+
+def last_completed(root: Path, name: str) -> Path | None:
+    """The newest run directory under root of the experiment called name whose run completed."""
+    if not root.is_dir():
+        return None
+    for folder in sorted(root.glob(f"*_{name}_*"), key=lambda path: path.name, reverse=True):  # names start with the time
+        try:
+            completed = json.loads((folder / SUMMARY).read_text()).get("status") == "completed"
+            named = (yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("name") == name
+        except (OSError, ValueError, yaml.YAMLError):  # running, killed, or not a run directory
+            continue
+        if completed and named:
+            return folder
+    return None
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:

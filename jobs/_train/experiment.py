@@ -19,6 +19,7 @@ from cluster.resources import ResourcePlan, shortfall
 from core.engine import checkpoint
 from core.profiling import startup
 from core.runs import run_dir as runs
+from core.runs.fingerprint import DRIVER
 from core.config.schema import ExperimentConfig
 from jobs._train.resume import ResumePoint, drop_records_after
 from core.engine.stages import PREVIOUS, check_patterns, plan_stages
@@ -31,6 +32,7 @@ from data_pipeline.readers.sample_log import SampleLogRef
 from data_pipeline.format.validate import SampleRules, check_shards
 from data_pipeline.sources.synthetic import ensure_dataset
 from jobs._train import signals as _signals
+from jobs._train import step_scalars
 from jobs._train.starts import restarts
 from jobs._train.run_storage import RUN_START_FILES, best_checkpoints, checkpoint_storage, copy_run, copy_run_files, latest_or_logged, run_store
 
@@ -66,16 +68,18 @@ def check_stages(config: ExperimentConfig, manifest: dict[str, Any], task: Task)
 
 def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest: dict[str, Any], task: Task,
         callbacks: list = (), init_checkpoint: dict[str, str] | None = None, resume: ResumePoint | None = None,
-        startup_marks: dict[str, float] | None = None) -> tuple[Path, dict[str, Any]]:
+        startup_marks: dict[str, float] | None = None, environments: dict[str, dict] | None = None) -> tuple[Path, dict[str, Any]]:
     """Train (or go on with a resumed run); return the run directory and its summary. A failed fit is recorded, not raised.
 
-    startup_marks: the driver's core.profiling.startup marks so far; with rank 0's they become summary.json's "startup"."""
+    startup_marks: the driver's core.profiling.startup marks so far; with rank 0's they become summary.json's "startup".
+    environments: jobs._train.env_check's fingerprints; env.json records those of the node types as "nodes"."""
     from data_pipeline.readers import ray_data_start  # these imports cost seconds; a bad config should not wait for them
     from jobs._train.trainer import build_trainer
 
     ray_data_start.start_actors()  # first: their processes start while the run directory is written
     if resume is None:
-        run_dir = runs.create(config, CODE_ROOT, extra_env={"ray_cluster": ray.cluster_resources(), "plan": asdict(plan)})
+        nodes = {place: fingerprint for place, fingerprint in (environments or {}).items() if place != DRIVER}
+        run_dir = runs.create(config, CODE_ROOT, extra_env={"ray_cluster": ray.cluster_resources(), "plan": asdict(plan), "nodes": nodes})
     else:
         run_dir = resume.run_dir
         dropped = drop_records_after(run_dir, resume.progress.epoch + 1)
@@ -89,10 +93,12 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     samples = SampleLogRef.beside_driver() if config.data.on_bad_sample == "skip" else None
     rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
                         config.data.on_bad_sample, samples)
+    scalars = step_scalars.start(run_dir / runs.TENSORBOARD) if config.train.step_scalars_every else None
     try:
         resumes = resume.progress.resumes + 1 if resume else 0
         copy_run_files(run_dir, run_store(config, run_dir), RUN_START_FILES)
-        trainer = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules, resumes)
+        trainer = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules, resumes,
+                                scalars)
         marks["trainer_built"] = startup.mark()
         result = trainer.fit()
         facts["checkpoint"] = checkpoints.display(result.checkpoint.path) if result.checkpoint else None
@@ -102,6 +108,9 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     except Exception as err:  # the run directory must still say what happened
         latest, unreachable = latest_or_logged(checkpoints, run_dir)
         facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
+    finally:
+        if scalars is not None:
+            step_scalars.stop(scalars)
     try:
         facts.update(restarts(checkpoints))
     except Exception:  # the storage did not answer (the error says so already): summary.json is written without the count

@@ -117,6 +117,12 @@ class RayBackend:
             self.startup["first_step"] = startup.mark()
         self.dashboard.on_step(timing, learning_rate)
 
+    def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        """To the run's StepScalars actor (jobs._train.step_scalars), not waiting for it."""
+        actor = self.loop_config.get("step_scalars")
+        if actor is not None:
+            actor.add.remote(step, scalars)
+
     def report(self, record: dict[str, Any], folder: Path | None) -> None:
         if self.startup:
             record["startup"], self.startup = self.startup, {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.runs import run_dir as runs
-from core.runs.environment import package_version
+from core.runs.fingerprint import package_version
 from core.config.loading import load_config
 from core.runs.summary import summarise
 from jobs import report

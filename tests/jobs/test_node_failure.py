@@ -17,6 +17,7 @@ from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
 from core.engine import checkpoint
+from core.runs import fingerprint
 from jobs import train
 from tests.conftest import tiny_overrides
 from tests.ray_head import free_port
@@ -84,6 +85,8 @@ def test_a_run_whose_node_is_lost_goes_on_on_the_node_left(two_nodes, tiny_datas
     assert summary["epochs_completed"] == EPOCHS and summary["restarts_from_checkpoint"] == 1
     alive = list_actors(address=two_nodes.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
     assert removed[0] not in {a.node_id for a in alive}
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["nodes"] == {"2 CPU": fingerprint.current()}, "the pre-flight read the worker nodes' type on one of them"
 
 
 def test_a_run_whose_plan_no_longer_fits_fails_naming_the_missing_resources(two_nodes, tiny_dataset, tmp_path):

@@ -6,6 +6,7 @@ non-zero. So no Ray instance of this test process may run at the same time.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,8 @@ def _overrides(tiny_dataset, root: Path) -> list[str]:
     stages = ("stages=[{name: warmup, epochs: 1}, {name: main, epochs: 3, optimizer: {lr: 0.003}, "
               "plateau: {patience: 0, factor: 0.5}}]")
     return [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith("train.epochs")] + [
-        stages, f"train.epochs={EPOCHS}", "scaling.num_workers=1", "data.preserve_order=true", "train.checkpoints_to_keep=5", "ray.num_cpus=2"]
+        stages, f"train.epochs={EPOCHS}", "scaling.num_workers=1", "data.preserve_order=true", "train.checkpoints_to_keep=5", "ray.num_cpus=2",
+        "train.progress_every_s=1"]
 
 
 def _train(*args: str) -> subprocess.Popen:
@@ -69,6 +71,27 @@ def _stop_after_epochs(process: subprocess.Popen, root: Path, epochs: int, timeo
         process.wait()
 
 
+PROGRESS = re.compile(r"epoch (\d+)/4  step (\d+)/4 \(\d+%\)  [\d.]+ samples/s  loss [\d.e+-]+  lr [\d.e+-]+  "
+                      r"ETA epoch (\d+:\d\d:\d\d), run (\d+:\d\d:\d\d)")
+
+
+def _seconds(clock: str) -> int:
+    hours, minutes, seconds = map(int, clock.split(":"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _check_progress_lines(output: str) -> None:
+    """Lines inside the epochs (4 steps each here) with a sane ETA; none of Ray Train's per-epoch INFO lines."""
+    found = [(int(epoch), int(step), _seconds(epoch_eta), _seconds(run_eta))
+             for epoch, step, epoch_eta, run_eta in PROGRESS.findall(output)]
+    lines_per_epoch = [sum(1 for e, *_ in found if e == epoch) for epoch in range(1, EPOCHS + 1)]
+    assert max(lines_per_epoch) >= 3, (lines_per_epoch, output[-3000:])
+    for epoch, step, epoch_left, run_left in found:
+        assert epoch_left <= run_left < 600, "the run's ETA holds the epoch's, and a tiny run takes no minutes"
+        assert step < 4 or epoch_left == 0
+    assert "Checkpoint successfully created" not in output and "Moving model to device" not in output
+
+
 def _last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """From the latest checkpoint Ray Train registered: the SIGTERM may have cut an upload off, leaving a partial state.pt."""
     latest = latest_checkpoint(checkpoint_storage(load_config(run_dir / "config.yaml"), run_dir))
@@ -80,7 +103,7 @@ def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of
     interrupted = tmp_path / "interrupted"
     process = _train(*_overrides(tiny_dataset, interrupted))
     output, outlived = _stop_after_epochs(process, interrupted, epochs=2)
-    _finish(uninterrupted)
+    _check_progress_lines(_finish(uninterrupted))
     (whole,) = (tmp_path / "whole").iterdir()
     (run_dir,) = interrupted.iterdir()
     assert process.returncode == 128 + signal.SIGTERM, output[-3000:]

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from core.engine import checkpoint
 from core.runs.run_dir import TRAIN_STORAGE
-from core.runs.environment import package_version
+from core.runs.fingerprint import package_version
 from jobs._train.resume import find_resume_point
 from data_pipeline.format import codec, shards
 from jobs import train
@@ -26,7 +26,7 @@ from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 def finished_run(local_ray, tiny_dataset, tmp_path_factory):  # noqa: F811
     runs = tmp_path_factory.mktemp("runs")
     augment = "data.augment={hflip: 0.5, scale: [0.75, 1.25], color_jitter: 0.2}"
-    kept = ["train.checkpoints_to_keep=1", "train.checkpoints_kept_by=epoch", "train.best_checkpoints=1"]
+    kept = ["train.checkpoints_to_keep=1", "train.checkpoints_kept_by=epoch", "train.best_checkpoints=1", "train.step_scalars_every=2"]
     assert train.main(tiny_overrides(tiny_dataset, runs) + ["train.epochs=3", augment, *kept]) == 0
     (run_dir,) = runs.iterdir()
     return run_dir
@@ -119,6 +119,31 @@ def test_tensorboard_reader_sees_scalars_and_prediction_images(finished_run):
     assert {"val/prediction_0", "val/prediction_1"} <= set(tags["images"])
     image = events.Images("val/prediction_0")[-1]
     assert image.width == 3 * image.height, "input, truth and prediction side by side"
+    assert {"step/loss", "step/lr", "step/samples_per_s", "step/data_wait_share"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("step/loss")] == [2, 4, 6], "2 steps an epoch on each worker, every 2nd logged"
+
+
+def test_a_launch_in_another_environment_says_what_differs_and_strict_env_refuses_it(finished_run, tiny_dataset, tmp_path, capsys):
+    root = tmp_path / "runs"
+    shutil.copytree(finished_run, root / finished_run.name)
+    env_file = root / finished_run.name / "env.json"
+    env = json.loads(env_file.read_text())
+    env["key_packages"]["torch"] = "1.6.0"
+    env_file.write_text(json.dumps(env))
+    overrides = [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith("train.epochs")] + ["train.epochs=1"]
+
+    assert train.main([*overrides, "--strict-env"]) == 2
+    said = capsys.readouterr().err
+    assert f"environment differs from last run {finished_run.name}: refused (--strict-env)" in said
+    assert f"driver  torch  {package_version('torch')}  1.6.0" in said
+    assert [p.name for p in root.iterdir()] == [finished_run.name], "nothing started"
+
+    assert train.main(overrides) == 0
+    said = capsys.readouterr().err
+    assert "going on; --strict-env refuses such a launch" in said and "torch" in said
+    (new_run,) = [p for p in root.iterdir() if p.name != finished_run.name]
+    assert json.loads((new_run / "summary.json").read_text())["status"] == "completed"
+    assert json.loads((new_run / "env.json").read_text())["nodes"] == {}, "one node, the driver's"
 
 
 @pytest.fixture(scope="module")
