@@ -1,10 +1,13 @@
-"""python -m jobs.evaluate RUN_DIR_OR_CHECKPOINT|S3_FOLDER [--split val] [--export DIR]: score a trained model on a split.
+"""python -m jobs.evaluate RUN_DIR_OR_CHECKPOINT|S3_FOLDER [--split val] [--export DIR] [--tta SPEC]: score a trained model on a split.
 
 Takes a run directory (its summary's checkpoint) or one checkpoint folder inside it, rebuilds the
 model from the run's config.yaml, and scores the split in this process, without Ray. Writes
 RUN_DIR/eval_SPLIT/: metrics.json (the task's metrics and baselines), table.md (one row per metric,
 per class for segmentation), previews/*.png; prints the table. --export DIR writes the predictions
-in the benchmark's format (see data_pipeline.format.export).
+in the benchmark's format (see data_pipeline.format.export). --tta flip,scales=0.75,1,1.25 scores
+the split a second time with test-time augmentation (core.evaluation.tta): both columns side by
+side in table.md, the augmented figures under "tta" in metrics.json; previews and the export are
+then the augmented predictions.
 
 A run stored with output.storage gets eval_SPLIT/ in its S3 folder too, which stays the whole run,
 and can be evaluated from that folder (s3://.../RUN_NAME, --endpoint-url for MinIO) on a machine
@@ -27,6 +30,7 @@ from core.config.errors import ConfigError
 from core.config.schema import ExperimentConfig
 from core.config.loading import load_config
 from core.engine.steps import evaluate
+from core.evaluation import tta
 from core.tasks.catalog import build_task
 from data_pipeline.format.export import PredictionExport
 from data_pipeline.readers.local import split_batches
@@ -49,15 +53,23 @@ def main(argv: list[str] | None = None) -> int:
         task = build_task(config.task, manifest)
         model = task.build_model()
         _load(folder, model, config, run_dir)
+        augmented = _augmented(model, task, config.task.name, args.tta) if args.tta else None
         export = PredictionExport(args.export, manifest, task, config.task.name) if args.export else None
-        batches = split_batches(store, manifest, args.split, task.columns, config.train.batch_size)
-        result = evaluate(model, batches, task, CPU, num_previews=args.previews, on_batch=export)
+
+        def score(scored: torch.nn.Module, shown: bool):
+            batches = split_batches(store, manifest, args.split, task.columns, config.train.batch_size)
+            return evaluate(scored, batches, task, CPU, num_previews=args.previews if shown else 0,
+                            on_batch=export if shown else None)
+
+        result = score(model, shown=augmented is None)
+        result_tta = score(augmented, shown=True) if augmented is not None else None
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     out = run_dir / f"eval_{args.split}"
-    table = _table(result.metrics, result.baselines)
-    _write(out, args, folder, result, table)
+    table = _table(result.metrics, result.baselines, result_tta.metrics if result_tta else None,
+                   augmented.tta.describe() if augmented is not None else None)
+    _write(out, args, folder, result, table, result_tta)
     copy_run(config, run_dir, (out.name,))
     print(f"{config.name} ({config.task.name}), checkpoint {folder}, split {args.split}\n{table}\nwritten: {out}")
     if export is not None:
@@ -93,19 +105,33 @@ def _load(saved: str, model: torch.nn.Module, config: ExperimentConfig, run_dir:
         checkpoint.load_weights(model, checkpoint.read(Path(local))["model"], saved)
 
 
-def _table(metrics: dict[str, float], baselines: dict[str, float]) -> str:
-    rows = ["| metric | value |", "|---|---|"]
-    rows += [f"| {name} | {value:.4f} |" for name, value in metrics.items()]
-    rows += [f"| baseline: {name} | {value:.4f} |" for name, value in baselines.items()]
+def _augmented(model: torch.nn.Module, task, task_name: str, spec: str) -> tta.Augmented:
+    augmentation = tta.parse(spec)
+    support = getattr(task, "test_time_augmentation", None)
+    tta.check(augmentation, support, task_name)
+    return tta.Augmented(model, augmentation, support)
+
+
+def _table(metrics: dict[str, float], baselines: dict[str, float], augmented: dict[str, float] | None = None,
+           augmentations: str | None = None) -> str:
+    if augmented is None:
+        rows = ["| metric | value |", "|---|---|"]
+        rows += [f"| {name} | {value:.4f} |" for name, value in metrics.items()]
+    else:
+        rows = [f"| metric | without TTA | with TTA ({augmentations}) |", "|---|---|---|"]
+        rows += [f"| {name} | {value:.4f} | {augmented[name]:.4f} |" for name, value in metrics.items()]
+    rows += [f"| baseline: {name} | {value:.4f} |" + (" |" if augmented is not None else "") for name, value in baselines.items()]
     return "\n".join(rows)
 
 
-def _write(out: Path, args: argparse.Namespace, folder: str, result, table: str) -> None:
+def _write(out: Path, args: argparse.Namespace, folder: str, result, table: str, result_tta=None) -> None:
     (out / "previews").mkdir(parents=True, exist_ok=True)
     record = {"split": args.split, "checkpoint": str(folder), "metrics": result.metrics, "baselines": result.baselines}
+    if result_tta is not None:
+        record["tta"] = {"augmentations": args.tta, "metrics": result_tta.metrics}
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "table.md").write_text(table + "\n")
-    for index, image in enumerate(result.previews):
+    for index, image in enumerate((result_tta or result).previews):
         Image.fromarray(image).save(out / "previews" / f"{index:02d}.png")
 
 
@@ -116,6 +142,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="val")
     parser.add_argument("--export", type=Path, help="write predictions in the benchmark's format to this folder")
     parser.add_argument("--previews", type=int, default=8, help="visualisations written (default 8)")
+    parser.add_argument("--tta", metavar="SPEC", help="also score with test-time augmentation: flip, scales=0.75,1,1.25, or "
+                        "flip,scales=...; segmentation averages class probabilities, depth completion depth (flip only)")
     args = parser.parse_args(argv)
     if args.endpoint_url and not args.target.startswith(S3):
         parser.error("--endpoint-url goes with an S3 folder, s3://BUCKET/PREFIX/RUN_NAME")

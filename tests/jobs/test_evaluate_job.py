@@ -7,6 +7,7 @@ import torch
 from core.engine import checkpoint
 from core.config.loading import load_config, to_yaml
 from core.engine.steps import evaluate
+from core.evaluation import tta
 from core.tasks.catalog import build_task, task_config
 from data_pipeline.format import codec
 from data_pipeline.format.export import PredictionExport, _cityscapes_label_ids
@@ -49,6 +50,29 @@ def test_scores_the_split_and_exports_one_png_per_sample(tmp_path, tiny_dataset)
     exported = codec.decode_png((tmp_path / "out" / f"{batch['sample_id'][0]}.png").read_bytes())
     assert np.array_equal(exported, predicted[0])
     assert len(list((tmp_path / "out").glob("*.png"))) == manifest["splits"]["val"]["rows"]
+
+
+def test_tta_scores_the_split_again_beside_the_plain_prediction(tmp_path, tiny_dataset, capsys):
+    run_dir, config, manifest, model = _run_dir(tmp_path, tiny_dataset)
+    assert evaluate_job.main([str(run_dir), "--tta", "flip,scales=1,2"]) == 0
+    task = build_task(config.task, manifest)
+    store = DataStore.at(tiny_dataset)
+    augmented = tta.Augmented(model, tta.parse("flip,scales=1,2"), task.test_time_augmentation)
+    expected = evaluate(augmented, split_batches(store, manifest, "val", task.columns, 4), task, torch.device("cpu"))
+    plain = evaluate(model, split_batches(store, manifest, "val", task.columns, 4), task, torch.device("cpu"))
+    written = json.loads((run_dir / "eval_val" / "metrics.json").read_text())
+    assert written["metrics"] == pytest.approx(plain.metrics, nan_ok=True)
+    assert written["tta"]["augmentations"] == "flip,scales=1,2"
+    assert written["tta"]["metrics"] == pytest.approx(expected.metrics, nan_ok=True)
+    table = (run_dir / "eval_val" / "table.md").read_text()
+    assert "| metric | without TTA | with TTA (flip,scales=1,2) |" in table
+    assert f"| miou | {plain.metrics['miou']:.4f} | {expected.metrics['miou']:.4f} |" in table
+
+
+def test_tta_a_task_cannot_take_is_refused_naming_why(tmp_path, tiny_dataset, capsys):
+    run_dir, *_ = _run_dir(tmp_path, tiny_dataset, ["task={name: depth_completion}"])
+    assert evaluate_job.main([str(run_dir), "--tta", "flip,scales=1,2"]) == 2
+    assert "the depth_completion task takes --tta flip only" in capsys.readouterr().err
 
 
 def test_depth_predictions_export_as_kitti_uint16_pngs_named_like_the_inputs(tmp_path):

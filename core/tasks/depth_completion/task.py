@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from torch import nn
 
+from core.evaluation import tta
 from core.evaluation.depth_metrics import DepthErrors
 from core.models.depth_completion import DepthCompletionNet
 from core.models.sparse_fill import nearest_fill
@@ -70,6 +71,7 @@ class DepthCompletionTask:
         return {name: terms[name]() for name in self.loss_weights}
 
     exported = Kind.DEPTH_MAP  # what jobs.evaluate --export writes
+    test_time_augmentation = tta.Support(tta.VALUES, scales=False)
 
     def exported_predictions(self, outputs: dict) -> np.ndarray:
         """(B, H, W) float32 metres."""

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from core.models.losses import cross_entropy, focal_loss
+from core.evaluation import tta
 from core.evaluation.segmentation_metrics import IoUStats, constant_prediction_miou
 from core.models.segmentation import INPUT_MULTIPLE, build_segmentation_model
 from core.tasks.base import loss_weights
@@ -64,6 +65,7 @@ class SegmentationTask:
         return {name: terms[name]() for name in self.loss_weights}
 
     exported = Kind.LABEL_MAP  # what jobs.evaluate --export writes
+    test_time_augmentation = tta.Support(tta.PROBABILITIES, scales=True, multiple=INPUT_MULTIPLE)
 
     def exported_predictions(self, outputs: torch.Tensor) -> np.ndarray:
         """(B, H, W) uint8 class ids."""
