@@ -32,6 +32,7 @@ from core.config.loading import load_config
 from core.engine.steps import evaluate
 from core.evaluation import tta
 from core.tasks.catalog import build_task
+from data_pipeline.format import class_subset
 from data_pipeline.format.export import PredictionExport
 from data_pipeline.readers.local import split_batches
 from data_pipeline.format.shards import DatasetError, read_manifest
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, folder = _locate(target)
         config = load_config(run_dir / "config.yaml")
         store = DataStore.at(config.data.uri, config.data.endpoint_url)
-        manifest = read_manifest(store)
+        manifest = class_subset.select(read_manifest(store), config.data)
         task = build_task(config.task, manifest)
         model = task.build_model()
         _load(folder, model, config, run_dir)

@@ -17,6 +17,7 @@ from core.config.errors import ConfigError
 from core.config.loading import load_config
 from core.tasks.catalog import build_task
 from core.tasks.columns import example_batch
+from data_pipeline.format import class_subset
 from data_pipeline.format.shards import DatasetError, read_manifest
 from data_pipeline.sources.synthetic import ensure_dataset
 from data_pipeline.storage.datastore import DataStore
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         store = DataStore.at(config.data.uri, config.data.endpoint_url)
-        manifest = ensure_dataset(store, config.data.synthetic) if config.data.generate_if_missing else read_manifest(store)
+        stored = ensure_dataset(store, config.data.synthetic) if config.data.generate_if_missing else read_manifest(store)
+        manifest = class_subset.select(stored, config.data)
         task = build_task(config.task, manifest)
         size = _input_size(args.input_size, task, manifest)
         model = task.build_model()

@@ -69,6 +69,10 @@ class DataConfig(Strict):
     verify_checksums: bool = Field(True, description="check every shard's sha256 against the manifest before training")
     on_bad_sample: Literal["error", "skip"] = Field("error", description="skip: leave bad samples out, counted in summary.json")
     augment: AugmentConfig | None = None
+    classes: list[str] | None = Field(None, min_length=1, description="train on these of the data set's classes (by name, in this "
+                                                                      "order); the others become other_classes")
+    other_classes: Literal["background", "ignore"] = Field("background", description="with classes: the other classes as one "
+                                                                                     "class 'background', or unlabelled")
     preserve_order: bool = Field(False, description="the same batches in the same order every run, for exact resumes; "
                                                     "costs Ray Data some overlap of its read tasks")
 

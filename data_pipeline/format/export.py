@@ -3,7 +3,9 @@
 Segmentation of Cityscapes: labelIds PNGs (train ids or categories mapped back to Cityscapes
 label ids through cityscapesscripts' table) named like the inputs, `<city>_<seq>_<frame>_leftImg8bit.png`,
 which the Cityscapes evaluation script finds by their first three fields. Other segmentation data:
-class-id PNGs named after the sample id. Depth: KITTI depth-completion uint16 PNGs (metres x 256,
+class-id PNGs named after the sample id. A run on some of the classes (data.classes) is mapped back
+to the data set's ids first; its background class becomes the ignore index, or void (label id 0)
+for Cityscapes. Depth: KITTI depth-completion uint16 PNGs (metres x 256,
 0 = no prediction) named after the input image.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.tasks.columns import Kind
-from data_pipeline.format import codec
+from data_pipeline.format import class_subset, codec
 
 _KITTI_SELECTION = "selection_"
 
@@ -31,6 +33,7 @@ class PredictionExport:
         folder.mkdir(parents=True, exist_ok=True)
         self.cityscapes = manifest.get("name") == "cityscapes"
         self.label_ids = _cityscapes_label_ids(manifest["source"]["classes"]) if self.cityscapes else None
+        self.source_ids = class_subset.source_ids(manifest)
         self.written = 0
 
     def __call__(self, batch: dict[str, Any], outputs: Any) -> None:
@@ -46,6 +49,8 @@ class PredictionExport:
                 self.written += 1
 
     def _write_classes(self, sample_id: str, classes: np.ndarray) -> None:
+        if self.source_ids is not None:
+            classes = self.source_ids[classes].astype(np.uint8)  # the ignore index stays itself: void for Cityscapes below
         if self.cityscapes:
             (self.folder / f"{sample_id}_leftImg8bit.png").write_bytes(codec.encode_png(self.label_ids[classes]))
         else:

@@ -102,6 +102,14 @@ class SampleRules:
     ignore_index: int
     on_bad: str  # "error" | "skip"
     log: SampleLogRef | None = None  # required with on_bad "skip"
+    label_lookup: np.ndarray | None = None  # label id as stored -> as trained (data.classes; class_subset)
+
+    @classmethod
+    def of(cls, store: DataStore, manifest: dict[str, Any], on_bad: str, log: SampleLogRef | None = None) -> "SampleRules":
+        """The rules of a manifest, the class subset of a run included: stored ids are checked against the data set's table."""
+        classes = manifest.get("source_classes", manifest["classes"])
+        lookup = np.asarray(manifest["class_lookup"], dtype=np.uint8) if "class_lookup" in manifest else None
+        return cls(store, tuple(manifest["image_size"]), len(classes), manifest["ignore_index"], on_bad, log, lookup)
 
     def problem(self, sample: dict[str, np.ndarray], kinds: dict[str, Kind]) -> str | None:
         return sample_problem(sample, kinds, self.image_size, self.num_classes, self.ignore_index)

@@ -42,6 +42,8 @@ def decode_columns(batch: dict[str, Any], columns: list[Column], rules: SampleRu
     else:
         decoded, kept_ids = _decode_rows(batch, by_name, {name: _per_row(column) for name, column in values.items()}, at_once,
                                          rules)
+    if rules is not None and rules.label_lookup is not None:
+        decoded.update({name: rules.label_lookup[values] for name, values in decoded.items() if kinds.get(name) is Kind.LABEL_MAP})
     if ids is not None:  # strings cannot become tensors; augmentation seeds each sample by this number
         decoded[SAMPLE_KEY] = np.array([zlib.crc32(str(sample_id).encode()) for sample_id in kept_ids], dtype=np.int64)
     return decoded

@@ -25,7 +25,7 @@ def split_batches(store: DataStore, manifest: dict[str, Any], split: str, column
                   batch_size: int) -> Iterator[dict[str, Any]]:
     """Torch batches of the columns, in shard order, each with a list of its sample ids under SAMPLE_IDS."""
     names = [column.name for column in columns]
-    rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"], "error")
+    rules = SampleRules.of(store, manifest, "error")
     for path in shard_paths(store, manifest, split):
         table = pq.read_table(path, columns=[*names, SAMPLE_IDS], filesystem=store.arrow_fs())
         for start in range(0, table.num_rows, batch_size):

@@ -26,6 +26,7 @@ from core.engine.stages import PREVIOUS, check_patterns, plan_stages
 from core.runs.summary import summarise
 from core.tasks.catalog import build_task
 from core.tasks.base import Task
+from data_pipeline.format import class_subset
 from data_pipeline.format.shards import DatasetError, read_manifest
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.readers.sample_log import SampleLogRef
@@ -42,7 +43,8 @@ _SKIPPED_LISTED = 20  # summary.json lists this many skipped samples by name, an
 def prepare_data(config: ExperimentConfig) -> tuple[DataStore, dict[str, Any], Task]:
     """(data store, manifest, task); generates the synthetic data set when configured to."""
     store = DataStore.at(config.data.uri, config.data.endpoint_url)
-    manifest = ensure_dataset(store, config.data.synthetic) if config.data.generate_if_missing else read_manifest(store)
+    stored = ensure_dataset(store, config.data.synthetic) if config.data.generate_if_missing else read_manifest(store)
+    manifest = class_subset.select(stored, config.data)
     task = build_task(config.task, manifest)
     check_stages(config, manifest, task)
     names = [*(column.name for column in task.columns), "sample_id"]
@@ -91,8 +93,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     facts = {"status": "completed", "error": None, "checkpoint": None}
     marks = dict(startup_marks or {})
     samples = SampleLogRef.beside_driver() if config.data.on_bad_sample == "skip" else None
-    rules = SampleRules(store, tuple(manifest["image_size"]), len(manifest["classes"]), manifest["ignore_index"],
-                        config.data.on_bad_sample, samples)
+    rules = SampleRules.of(store, manifest, config.data.on_bad_sample, samples)
     scalars = step_scalars.start(run_dir / runs.TENSORBOARD) if config.train.step_scalars_every else None
     try:
         resumes = resume.progress.resumes + 1 if resume else 0
