@@ -6,7 +6,7 @@ an uninterrupted one. Images are resampled bilinearly; label and depth maps take
 (a depth is a measurement, not something to blend across an edge). Where a crop reaches past a
 downscaled image, label maps hold the ignore label and depth maps 0, "no measurement". A camera's
 intrinsics follow the pixels they project to; vectors and matrices stay as they are. Colour jitter
-touches images only.
+touches images only, and weather (core.augmentation.weather) RGB images only.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.augmentation import weather
 from core.augmentation.sample_key import SAMPLE_KEY
 from core.config.sections import AugmentConfig
 from core.tasks.columns import Column, Kind
@@ -57,6 +58,7 @@ def augment_sample(sample: dict[str, np.ndarray], kinds: dict[str, Kind], rng: n
     scaled = (max(1, round(native[0] * factor)), max(1, round(native[1] * factor))) if factor else size
     top = int(rng.integers(0, abs(scaled[0] - size[0]) + 1))
     left = int(rng.integers(0, abs(scaled[1] - size[1]) + 1))
+    weather_seed = int(rng.integers(2**31)) if config.weather else None  # drawn last: the draws before stay as they were
     geometry = Geometry(flip, tuple(native), scaled, size, top, left)
     out = {}
     for name, value in sample.items():
@@ -68,6 +70,8 @@ def augment_sample(sample: dict[str, np.ndarray], kinds: dict[str, Kind], rng: n
             out[name] = _move_map(value, geometry, bilinear=kind is Kind.IMAGE, filler=filler)
             if kind is Kind.IMAGE and jitter is not None:
                 out[name] = _jitter(out[name], jitter)
+            if kind is Kind.IMAGE and weather_seed is not None and out[name].shape[-1] == 3:
+                out[name] = weather.apply(out[name], config.weather, weather_seed)
         else:
             out[name] = value
     return out

@@ -46,6 +46,17 @@ class SizeStep(Strict):
     size: tuple[int, int] = Field(description="height, width of the training images from this epoch on")
 
 
+class WeatherConfig(Strict, frozen=True):
+    """Each effect's probability per sample (albumentations 2.x, RGB only); 0 turns it off."""
+
+    rain: float = Field(0.0, ge=0.0, le=1.0)
+    snow: float = Field(0.0, ge=0.0, le=1.0)
+    fog: float = Field(0.0, ge=0.0, le=1.0)
+    sun_flare: float = Field(0.0, ge=0.0, le=1.0)
+    sun_flare_radius: int = Field(100, ge=1, description="the flare's radius in pixels")
+    motion_blur: float = Field(0.0, ge=0.0, le=1.0)
+
+
 class AugmentConfig(Strict):
     """Train-time augmentation: one geometry for every column of a sample, each moved as its kind says (images
     bilinearly, label and depth maps by the nearest pixel, a camera's intrinsics with its pixels); colour jitter on images only."""
@@ -54,6 +65,8 @@ class AugmentConfig(Strict):
     scale: tuple[float, float] | None = Field(None, description="random rescale in [low, high], then a random crop to the output size")
     color_jitter: float = Field(0.0, ge=0.0, lt=1.0, description="brightness, contrast and saturation vary by up to this share")
     size_schedule: list[SizeStep] = Field(default_factory=list, description="progressive resizing; unset: the data set's size")
+    weather: WeatherConfig | None = Field(None, description="rain, snow, fog, sun flare and motion blur on RGB images, each by "
+                                                           "its probability")
 
     def size_at(self, epoch: int, native: tuple[int, int]) -> tuple[int, int]:
         steps = [step for step in sorted(self.size_schedule, key=lambda s: s.from_epoch) if step.from_epoch <= epoch]

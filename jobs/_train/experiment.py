@@ -33,7 +33,7 @@ from data_pipeline.readers.sample_log import SampleLogRef
 from data_pipeline.format.validate import SampleRules, check_shards
 from data_pipeline.sources.synthetic import ensure_dataset
 from jobs._train import signals as _signals
-from jobs._train import step_scalars
+from jobs._train import live_tensorboard
 from jobs._train.starts import restarts
 from jobs._train.run_storage import RUN_START_FILES, best_checkpoints, checkpoint_storage, copy_run, copy_run_files, latest_or_logged, run_store
 
@@ -94,12 +94,12 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     marks = dict(startup_marks or {})
     samples = SampleLogRef.beside_driver() if config.data.on_bad_sample == "skip" else None
     rules = SampleRules.of(store, manifest, config.data.on_bad_sample, samples)
-    scalars = step_scalars.start(run_dir / runs.TENSORBOARD) if config.train.step_scalars_every else None
+    live = live_tensorboard.start(run_dir / runs.TENSORBOARD) if config.train.step_scalars_every or config.data.augment else None
     try:
         resumes = resume.progress.resumes + 1 if resume else 0
         copy_run_files(run_dir, run_store(config, run_dir), RUN_START_FILES)
         trainer = build_trainer(config, plan, task, store, manifest, run_dir, list(callbacks), init_checkpoint, rules, resumes,
-                                scalars)
+                                live)
         marks["trainer_built"] = startup.mark()
         result = trainer.fit()
         facts["checkpoint"] = checkpoints.display(result.checkpoint.path) if result.checkpoint else None
@@ -110,8 +110,8 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         latest, unreachable = latest_or_logged(checkpoints, run_dir)
         facts.update(status="failed", error=_failure(err, config, plan, unreachable), checkpoint=latest)
     finally:
-        if scalars is not None:
-            step_scalars.stop(scalars)
+        if live is not None:
+            live_tensorboard.stop(live)
     try:
         facts.update(restarts(checkpoints))
     except Exception:  # the storage did not answer (the error says so already): summary.json is written without the count

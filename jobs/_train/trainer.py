@@ -30,17 +30,17 @@ from jobs._train.worker import train_loop_per_worker
 def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, store: DataStore,
                   manifest: dict[str, Any], run_dir: Path, extra_callbacks: list = (),
                   init_checkpoint: dict[str, str] | None = None, rules: SampleRules | None = None, resumes: int = 0,
-                  step_scalars=None) -> TorchTrainer:
+                  live_tensorboard=None) -> TorchTrainer:
     """init_checkpoint: where a new run starts from (see jobs._train.worker._restore); Ray Train's own
     restarts after a failure, and resumes (the resumes-th time, in a run directory that has one),
-    take the run's latest checkpoint instead. step_scalars: the run's jobs._train.step_scalars actor, or None."""
+    take the run's latest checkpoint instead. live_tensorboard: the run's jobs._train.live_tensorboard actor, or None."""
     checkpoints = checkpoint_store(config, run_dir)
     dataset_config = data_config(plan, config.data.preserve_order)  # first: datasets take the DataContext as it is when they are made
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads, "plan": asdict(plan),
                            "run_name": run_dir.name, "checkpoints": checkpoints.uri, "init_checkpoint": init_checkpoint, "resumes": resumes,
-                           "step_scalars": step_scalars},
+                           "live_tensorboard": live_tensorboard},
         scaling_config=scaling_config(plan),
         datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, plan.data_tasks_at_once, rules,
                                     batch_rows=largest_batch(config)) for split in ("train", "val")},

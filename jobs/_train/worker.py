@@ -36,7 +36,7 @@ from core.engine.steps import StepTiming
 from core.engine.trainer import Restored, Trainer
 from core.profiling import startup
 from core.tasks.catalog import build_task
-from core.tasks.columns import Column
+from core.tasks.columns import Column, Kind
 from jobs._train.dashboard_metrics import DashboardMetrics
 from jobs._train.starts import SCRATCH, record_start
 from jobs._train.strategy import wrap
@@ -104,10 +104,15 @@ class RayBackend:
             return early.batches()
         augment = config.data.augment
         collate = _Augmenting(augment, self.columns, config.seed, epoch, self.manifest["ignore_index"]) if augment else None
-        return self.train_data.iter_torch_batches(
+        batches = self.train_data.iter_torch_batches(
             batch_size=config.train.batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
             local_shuffle_seed=config.seed * 100_003 + epoch * 101 + self.rank, collate_fn=collate,
         )
+        actor, rgb = self.loop_config.get("live_tensorboard"), _rgb_column(self.columns)
+        if augment and self.rank == 0 and actor is not None and rgb is not None:
+            return _showing_first(batches, lambda batch: actor.add_images.remote(epoch + 1, "train/augmented_input",
+                                                                                  list(batch[rgb][:SHOWN_INPUTS].numpy())))
+        return batches
 
     def val_batches(self, config: ExperimentConfig) -> Iterable[dict[str, torch.Tensor]]:
         return self.val_data.iter_torch_batches(batch_size=config.train.batch_size)
@@ -118,8 +123,8 @@ class RayBackend:
         self.dashboard.on_step(timing, learning_rate)
 
     def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        """To the run's StepScalars actor (jobs._train.step_scalars), not waiting for it."""
-        actor = self.loop_config.get("step_scalars")
+        """To the run's LiveTensorBoard actor (jobs._train.live_tensorboard), not waiting for it."""
+        actor = self.loop_config.get("live_tensorboard")
         if actor is not None:
             actor.add.remote(step, scalars)
 
@@ -131,6 +136,21 @@ class RayBackend:
         except (OSError, BotoCoreError) as err:  # the upload, after the storage's own retries
             raise OSError(f"the checkpoint of epoch {record['epoch']} could not be written to {self.loop_config['checkpoints']}: "
                           f"{type(err).__name__}: {err}. Ray Train registered the checkpoints before it; --resume goes on from the latest") from err
+
+
+SHOWN_INPUTS = 4  # augmented training inputs sent to TensorBoard each epoch
+
+
+def _rgb_column(columns: list[Column]) -> str | None:
+    return next((c.name for c in columns if c.kind is Kind.IMAGE and c.shape == (3,)), None)
+
+
+def _showing_first(batches: Iterable[dict], show) -> Iterator[dict]:
+    """The batches, the first one also handed to show (the epoch's augmented inputs on their way to TensorBoard)."""
+    for index, batch in enumerate(batches):
+        if index == 0:
+            show(batch)
+        yield batch
 
 
 class _EarlyBatches:

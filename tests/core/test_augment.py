@@ -82,3 +82,27 @@ def test_the_camera_follows_its_pixels_and_other_matrices_stay(scale):
         assert error.max() <= max(scale) + 0.5, f"rays miss their pixels by up to {error.max():.2f} px"
         flipped += moved[0, 0] < 0
     assert 0 < flipped < 4, "the draws flipped some samples and not others"
+
+
+WEATHER = {"rain": 1.0, "snow": 1.0, "fog": 1.0, "sun_flare": 1.0, "sun_flare_radius": 6, "motion_blur": 1.0}
+
+
+def test_weather_changes_rgb_only_leaves_the_geometry_and_repeats_per_sample():
+    batch = _batch()
+    plain = augment_batch(batch, COLUMNS, FULL, seed=0, epoch=1, ignore_index=IGNORE)
+    stormy = AugmentConfig(**{**FULL.model_dump(), "weather": WEATHER})
+    wet = augment_batch(batch, COLUMNS, stormy, seed=0, epoch=1, ignore_index=IGNORE)
+    for name in ("labels", "depth", "sparse_depth"):
+        assert np.array_equal(plain[name].numpy(), wet[name].numpy()), f"{name} moved"
+    assert wet["rgb"].shape == plain["rgb"].shape and wet["rgb"].dtype == plain["rgb"].dtype
+    assert (wet["rgb"] != plain["rgb"]).float().mean() > 0.5
+    alone = augment_batch({k: v[2:3] for k, v in batch.items()}, COLUMNS, stormy, seed=0, epoch=1, ignore_index=IGNORE)
+    assert np.array_equal(wet["rgb"][2].numpy(), alone["rgb"][0].numpy()), "a sample's weather does not depend on its batch"
+
+
+def test_weather_at_probability_zero_is_no_weather():
+    batch = _batch()
+    none = AugmentConfig(**{**FULL.model_dump(), "weather": {"rain": 0.0}})
+    off = augment_batch(batch, COLUMNS, none, seed=0, epoch=1, ignore_index=IGNORE)
+    plain = augment_batch(batch, COLUMNS, FULL, seed=0, epoch=1, ignore_index=IGNORE)
+    assert np.array_equal(off["rgb"].numpy(), plain["rgb"].numpy())

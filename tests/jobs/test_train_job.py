@@ -25,7 +25,7 @@ from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 @pytest.fixture(scope="module")
 def finished_run(local_ray, tiny_dataset, tmp_path_factory):  # noqa: F811
     runs = tmp_path_factory.mktemp("runs")
-    augment = "data.augment={hflip: 0.5, scale: [0.75, 1.25], color_jitter: 0.2}"
+    augment = "data.augment={hflip: 0.5, scale: [0.75, 1.25], color_jitter: 0.2, weather: {fog: 0.5, rain: 0.5}}"
     kept = ["train.checkpoints_to_keep=1", "train.checkpoints_kept_by=epoch", "train.best_checkpoints=1", "train.step_scalars_every=2"]
     assert train.main(tiny_overrides(tiny_dataset, runs) + ["train.epochs=3", augment, *kept]) == 0
     (run_dir,) = runs.iterdir()
@@ -121,6 +121,8 @@ def test_tensorboard_reader_sees_scalars_and_prediction_images(finished_run):
     assert image.width == 3 * image.height, "input, truth and prediction side by side"
     assert {"step/loss", "step/lr", "step/samples_per_s", "step/data_wait_share"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("step/loss")] == [2, 4, 6], "2 steps an epoch on each worker, every 2nd logged"
+    shown = events.Images("train/augmented_input_0")
+    assert [e.step for e in shown] == [1, 2, 3] and shown[0].width == shown[0].height == 32, "an augmented input per epoch"
 
 
 def test_a_launch_in_another_environment_says_what_differs_and_strict_env_refuses_it(finished_run, tiny_dataset, tmp_path, capsys):
