@@ -7,7 +7,8 @@ per class for segmentation), previews/*.png; prints the table. --export DIR writ
 in the benchmark's format (see data_pipeline.format.export). --tta flip,scales=0.75,1,1.25 scores
 the split a second time with test-time augmentation (core.evaluation.tta): both columns side by
 side in table.md, the augmented figures under "tta" in metrics.json; previews and the export are
-then the augmented predictions.
+then the augmented predictions. --video writes eval_SPLIT/video.mp4, a frame per sample (the task's
+preview: input, truth, prediction) in sample-id order, and its first frames to the run's TensorBoard.
 
 A run stored with output.storage gets eval_SPLIT/ in its S3 folder too, which stays the whole run,
 and can be evaluated from that folder (s3://.../RUN_NAME, --endpoint-url for MinIO) on a machine
@@ -32,6 +33,7 @@ from core.config.loading import load_config
 from core.engine.steps import evaluate
 from core.evaluation import tta
 from core.tasks.catalog import build_task
+from core.reporting.demo_video import DemoVideo
 from data_pipeline.format import class_subset
 from data_pipeline.format.export import PredictionExport
 from data_pipeline.readers.local import split_batches
@@ -56,14 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         _load(folder, model, config, run_dir)
         augmented = _augmented(model, task, config.task.name, args.tta) if args.tta else None
         export = PredictionExport(args.export, manifest, task, config.task.name) if args.export else None
+        video = DemoVideo(run_dir / f"eval_{args.split}" / "video.mp4", args.fps) if args.video else None
+        seen = [seer for seer in (export, _framing(video, task)) if seer is not None]
+
+        def see_all(batch: dict, outputs) -> None:
+            for see in seen:
+                see(batch, outputs)
 
         def score(scored: torch.nn.Module, shown: bool):
             batches = split_batches(store, manifest, args.split, task.columns, config.train.batch_size)
             return evaluate(scored, batches, task, CPU, num_previews=args.previews if shown else 0,
-                            on_batch=export if shown else None)
+                            on_batch=see_all if shown and seen else None)
 
         result = score(model, shown=augmented is None)
         result_tta = score(augmented, shown=True) if augmented is not None else None
+        first_frames = video.finish() if video is not None else []
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
@@ -75,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{config.name} ({config.task.name}), checkpoint {folder}, split {args.split}\n{table}\nwritten: {out}")
     if export is not None:
         print(f"exported {export.written} predictions to {args.export}")
+    if video is not None:
+        _frames_to_tensorboard(run_dir, args.split, first_frames)
+        print(f"video of {len(video.ids)} frames: {video.path}")
     return 0
 
 
@@ -104,6 +116,26 @@ def _load(saved: str, model: torch.nn.Module, config: ExperimentConfig, run_dir:
         remote = posixpath.join(saved.removeprefix(S3), checkpoint.STATE_FILE)
         checkpoint_store(config, run_dir).fs.get(remote, posixpath.join(local, checkpoint.STATE_FILE))
         checkpoint.load_weights(model, checkpoint.read(Path(local))["model"], saved)
+
+
+def _framing(video: DemoVideo | None, task):
+    """The on_batch that turns each sample's prediction into a video frame (the task's preview)."""
+    if video is None:
+        return None
+
+    def add_frames(batch: dict, outputs) -> None:
+        inputs, targets = task.split_batch(batch, CPU)
+        for sample_id, frame in zip(batch["sample_id"], task.previews(inputs, outputs, targets)):
+            video.add(sample_id, frame)
+    return add_frames
+
+
+def _frames_to_tensorboard(run_dir: Path, split: str, frames: list) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_dir / "tb")) as writer:
+        for index, frame in enumerate(frames):
+            writer.add_image(f"eval_{split}/video_frame_{index}", frame, 0, dataformats="HWC")
 
 
 def _augmented(model: torch.nn.Module, task, task_name: str, spec: str) -> tta.Augmented:
@@ -143,6 +175,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="val")
     parser.add_argument("--export", type=Path, help="write predictions in the benchmark's format to this folder")
     parser.add_argument("--previews", type=int, default=8, help="visualisations written (default 8)")
+    parser.add_argument("--video", action="store_true", help="write eval_SPLIT/video.mp4: a frame per sample in sample-id order")
+    parser.add_argument("--fps", type=float, default=8.0, help="the video's frames per second (default 8)")
     parser.add_argument("--tta", metavar="SPEC", help="also score with test-time augmentation: flip, scales=0.75,1,1.25, or "
                         "flip,scales=...; segmentation averages class probabilities, depth completion depth (flip only)")
     args = parser.parse_args(argv)

@@ -8,6 +8,7 @@ from core.engine import checkpoint
 from core.config.loading import load_config, to_yaml
 from core.engine.steps import evaluate
 from core.evaluation import tta
+from core.reporting.demo_video import natural_key
 from core.tasks.catalog import build_task, task_config
 from data_pipeline.format import codec
 from data_pipeline.format.export import PredictionExport, _cityscapes_label_ids
@@ -73,6 +74,39 @@ def test_tta_a_task_cannot_take_is_refused_naming_why(tmp_path, tiny_dataset, ca
     run_dir, *_ = _run_dir(tmp_path, tiny_dataset, ["task={name: depth_completion}"])
     assert evaluate_job.main([str(run_dir), "--tta", "flip,scales=1,2"]) == 2
     assert "the depth_completion task takes --tta flip only" in capsys.readouterr().err
+
+
+def test_the_video_has_a_frame_per_sample_in_sample_id_order_and_its_first_frames_in_tensorboard(tmp_path, tiny_dataset):
+    import imageio_ffmpeg
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, config, manifest, model = _run_dir(tmp_path, tiny_dataset)
+    assert evaluate_job.main([str(run_dir), "--video", "--fps", "4"]) == 0
+    video = run_dir / "eval_val" / "video.mp4"
+    reader = imageio_ffmpeg.read_frames(str(video))
+    meta = next(reader)
+    frames = [np.frombuffer(frame, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for frame in reader]
+    assert len(frames) == manifest["splits"]["val"]["rows"] and meta["size"] == (3 * 32, 32) and meta["fps"] == 4
+    assert not (run_dir / "eval_val" / "video_frames").exists(), "the frames' PNGs are gone once encoded"
+    task = build_task(config.task, manifest)
+    model.eval()
+    previews = {}
+    for batch in split_batches(DataStore.at(tiny_dataset), manifest, "val", task.columns, 4):
+        inputs, targets = task.split_batch(batch, torch.device("cpu"))
+        previews.update(zip(batch["sample_id"], task.previews(inputs, model(inputs), targets)))
+    in_order = [previews[sample_id] for sample_id in sorted(previews, key=natural_key)]
+    for position, decoded in enumerate(frames):  # H.264 is lossy: each frame is nearest its own sample's preview
+        distances = [np.abs(decoded.astype(int) - preview.astype(int)).mean() for preview in in_order]
+        assert int(np.argmin(distances)) == position, distances
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    assert {"eval_val/video_frame_0", "eval_val/video_frame_3"} <= set(events.Tags()["images"])
+
+
+def test_sample_ids_sort_as_frames_run():
+    ids = ["bochum_000000_000313", "aachen_000001_000019", "aachen_000000_000019", "aachen_000000_000002",
+           "2011_09_26_drive_0002_sync_image_0000000010_image_02", "2011_09_26_drive_0002_sync_image_0000000005_image_02"]
+    assert sorted(ids, key=natural_key) == [ids[5], ids[4], ids[3], ids[2], ids[1], ids[0]]
 
 
 def test_depth_predictions_export_as_kitti_uint16_pngs_named_like_the_inputs(tmp_path):
