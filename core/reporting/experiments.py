@@ -63,6 +63,7 @@ def row(run: Run) -> dict[str, Any]:
         "stages": len(config.get("stages", [])) or 1,
         "losses": ", ".join(f"{name} x{weight:g}" for name, weight in weights.items() if weight > 0),
         "model": model_label(config["task"]),
+        "teacher": Path(summary["teacher"]).name if summary.get("teacher") else "",
         "batch x workers": f"{config['train']['batch_size']} x {config['scaling']['num_workers']}",
         "lr": config["train"]["optimizer"]["lr"],
         "epochs": f"{summary.get('epochs_completed', len(run.records))}/{config['train']['epochs']}",

@@ -44,8 +44,9 @@ def task_config(**values: Any):
 
 
 def task_class(name: str) -> type["Task"]:
-    if name in TASK_NAMES:
-        importlib.import_module(f"core.tasks.{name}.task")
+    if name not in TASK_NAMES:  # the registry knows only the tasks imported so far
+        raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(TASK_NAMES))}")
+    importlib.import_module(f"core.tasks.{name}.task")
     return TASKS.get(name)
 
 

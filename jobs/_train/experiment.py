@@ -91,6 +91,9 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     started = time.time()
     checkpoints = checkpoint_storage(config, run_dir)
     facts = {"status": "completed", "error": None, "checkpoint": None}
+    distill = getattr(config.task, "distill", None)
+    if distill is not None:
+        facts["teacher"] = distill.teacher
     marks = dict(startup_marks or {})
     samples = SampleLogRef.beside_driver() if config.data.on_bad_sample == "skip" else None
     rules = SampleRules.of(store, manifest, config.data.on_bad_sample, samples)

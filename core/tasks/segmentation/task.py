@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.models.distillation import Distilled, pair_affinity, pixel_kl
 from core.models.losses import cross_entropy, focal_loss
 from core.evaluation import tta
 from core.evaluation.segmentation_metrics import IoUStats, constant_prediction_miou
@@ -26,6 +27,7 @@ class SegmentationTask:
     config_class = SegmentationConfig
     monitor, monitor_mode = "val/miou", "max"
     loss_names = ("cross_entropy", "focal")
+    distill_losses = ("kd_pixel", "kd_pair")
 
     def __init__(self, config: SegmentationConfig, manifest: dict[str, Any]):
         self.config = config
@@ -37,6 +39,9 @@ class SegmentationTask:
         self.images = ImageInputs(stats)
         self.depth_mean, self.depth_std = stats["depth_mean_m"], stats["depth_std_m"]
         self.loss_weights = loss_weights(config.loss.weights or {"cross_entropy": 1.0}, self.loss_names, "segmentation")
+        if config.distill is not None:
+            self.loss_weights.update(kd_pixel=config.distill.weights.pixel, kd_pair=config.distill.weights.pair)
+        self.manifest = manifest
         self.inputs = config.inputs
         self.columns = [INPUT_COLUMNS[name] for name in dict.fromkeys(self.inputs)] + [Column("labels", Kind.LABEL_MAP)]
         height, width = manifest["image_size"]
@@ -45,7 +50,12 @@ class SegmentationTask:
 
     def build_model(self) -> nn.Module:
         in_channels = sum(3 if name == "rgb" else 1 for name in self.inputs)
-        return build_segmentation_model(self.config.model.decoder, self.config.model.encoder, in_channels, len(self.class_names))
+        model = build_segmentation_model(self.config.model.decoder, self.config.model.encoder, in_channels, len(self.class_names))
+        if self.config.distill is None:
+            return model
+        from core.tasks.segmentation.teacher import load_teacher
+
+        return Distilled(model, load_teacher(self.config.distill, self.manifest))
 
     def split_batch(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         channels = [self._channel(name, batch[name]) for name in self.inputs]
@@ -58,10 +68,14 @@ class SegmentationTask:
         # Missing depth (0) becomes 0 after normalisation too, the mean depth, instead of an outlier.
         return torch.where(depth > 0, (depth - self.depth_mean) / self.depth_std, torch.zeros_like(depth))
 
-    def losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        config = self.config.loss
-        terms = {"cross_entropy": lambda: cross_entropy(outputs, targets, self.ignore_index),
-                 "focal": lambda: focal_loss(outputs, targets, config.focal_gamma, config.focal_alpha, self.ignore_index)}
+    def losses(self, outputs: torch.Tensor | dict, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """outputs: the logits, or while a student trains, {"logits", "teacher"} (core.models.distillation.Distilled)."""
+        config, distill = self.config.loss, self.config.distill
+        logits, teacher = (outputs["logits"], outputs["teacher"]) if isinstance(outputs, dict) else (outputs, None)
+        terms = {"cross_entropy": lambda: cross_entropy(logits, targets, self.ignore_index),
+                 "focal": lambda: focal_loss(logits, targets, config.focal_gamma, config.focal_alpha, self.ignore_index),
+                 "kd_pixel": lambda: pixel_kl(logits, teacher, distill.temperature),
+                 "kd_pair": lambda: pair_affinity(logits, teacher, distill.pair_pool)}
         return {name: terms[name]() for name in self.loss_weights}
 
     exported = Kind.LABEL_MAP  # what jobs.evaluate --export writes
