@@ -54,7 +54,10 @@ def row(run: Run) -> dict[str, Any]:
     monitor = summary.get("monitor", "val/miou")
     best = summary.get("best") or {}
     last = summary.get("last") or {}
-    weights = config["task"]["loss"]["weights"] or {}
+    weights = dict(config["task"]["loss"]["weights"] or {})
+    distill = config["task"].get("distill")
+    if distill:  # the KD terms' weights live in their own section
+        weights.update(kd_pixel=distill["weights"]["pixel"], kd_pair=distill["weights"]["pair"])
     data = summary.get("data", {})
     return {
         "run": run.name,

@@ -95,3 +95,14 @@ def test_a_run_written_before_tasks_had_sections_of_their_own_is_labelled():
            "mesh": {"grid": [16, 16], "stages": 2, "hidden": 64, "smoothness": 1.0, "chamfer_points": 1024},
            "loss": {"weights": {"l2": 1.0}, "focal_gamma": 2.0, "focal_alpha": None}}
     assert model_label(old) == "w16-cspn6"
+
+
+def test_a_distilled_run_shows_its_kd_terms_and_its_teacher(tmp_path):
+    teacher = _make_run(tmp_path, "teacher", [], [0.6])
+    student = _make_run(tmp_path, "student", ["task.model.encoder=mobilenet_v2",
+                                              f"task.distill={{teacher: {teacher}, weights: {{pixel: 0.5, pair: 2.0}}}}"], [0.5])
+    summary = json.loads((student / runs.SUMMARY).read_text())
+    runs.write_json(student / runs.SUMMARY, {**summary, "teacher": str(teacher)})
+    assert report.main([str(tmp_path)]) == 0
+    line = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith(f"| {student.name} |"))
+    assert "| cross_entropy x1, kd_pixel x0.5, kd_pair x2 | fpn-mobilenet_v2+kd |" in line and f"| {teacher.name} |" in line
