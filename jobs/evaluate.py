@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import posixpath
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(run_dir / "config.yaml")
         store = DataStore.at(config.data.uri, config.data.endpoint_url)
         manifest = class_subset.select(read_manifest(store), config.data)
+        truth = _has_ground_truth(manifest, args)
         task = build_task(config.task, manifest)
         model = task.build_model()
         _load(folder, model, config, run_dir)
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         def score(scored: torch.nn.Module, shown: bool):
             batches = split_batches(store, manifest, args.split, task.columns, config.train.batch_size)
             return evaluate(scored, batches, task, CPU, num_previews=args.previews if shown else 0,
-                            on_batch=see_all if shown and seen else None)
+                            on_batch=see_all if shown and seen else None, score=truth)
 
         result = score(model, shown=augmented is None)
         result_tta = score(augmented, shown=True) if augmented is not None else None
@@ -77,13 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR
     out = run_dir / f"eval_{args.split}"
-    table = _table(result.metrics, result.baselines, result_tta.metrics if result_tta else None,
-                   augmented.tta.describe() if augmented is not None else None)
-    _write(out, args, folder, result, table, result_tta)
+    if truth:
+        table = _table(result.metrics, result.baselines, result_tta.metrics if result_tta else None,
+                       augmented.tta.describe() if augmented is not None else None)
+    else:
+        table = f"split {args.split} has no ground truth: predictions only, no metrics"
+    _write(out, args, folder, result, table, result_tta, truth)
     copy_run(config, run_dir, (out.name,))
     print(f"{config.name} ({config.task.name}), checkpoint {folder}, split {args.split}\n{table}\nwritten: {out}")
     if export is not None:
         print(f"exported {export.written} predictions to {args.export}")
+        if not truth:  # a benchmark's test split: the submission, its files at the archive's top level
+            print(f"ready to upload: {shutil.make_archive(str(args.export), 'zip', root_dir=args.export)}")
     if video is not None:
         _frames_to_tensorboard(run_dir, args.split, first_frames)
         print(f"video of {len(video.ids)} frames: {video.path}")
@@ -116,6 +123,15 @@ def _load(saved: str, model: torch.nn.Module, config: ExperimentConfig, run_dir:
         remote = posixpath.join(saved.removeprefix(S3), checkpoint.STATE_FILE)
         checkpoint_store(config, run_dir).fs.get(remote, posixpath.join(local, checkpoint.STATE_FILE))
         checkpoint.load_weights(model, checkpoint.read(Path(local))["model"], saved)
+
+
+def _has_ground_truth(manifest: dict, args: argparse.Namespace) -> bool:
+    """Whether the split can be scored; one without ground truth (KITTI's test split) is there to predict."""
+    truth = manifest["splits"].get(args.split, {}).get("ground_truth", True)
+    if not truth and not (args.export or args.video):
+        raise ValueError(f"split {args.split} has no ground truth, so nothing to score: give --export DIR (for a benchmark's "
+                         "test split, a zip to upload is written beside it) or --video")
+    return truth
 
 
 def _framing(video: DemoVideo | None, task):
@@ -157,9 +173,11 @@ def _table(metrics: dict[str, float], baselines: dict[str, float], augmented: di
     return "\n".join(rows)
 
 
-def _write(out: Path, args: argparse.Namespace, folder: str, result, table: str, result_tta=None) -> None:
+def _write(out: Path, args: argparse.Namespace, folder: str, result, table: str, result_tta=None, truth: bool = True) -> None:
+    """A split without ground truth gets its previews and a metrics.json that says so."""
     (out / "previews").mkdir(parents=True, exist_ok=True)
-    record = {"split": args.split, "checkpoint": str(folder), "metrics": result.metrics, "baselines": result.baselines}
+    record = {"split": args.split, "checkpoint": str(folder), "ground_truth": truth,
+              "metrics": result.metrics if truth else None, "baselines": result.baselines if truth else None}
     if result_tta is not None:
         record["tta"] = {"augmentations": args.tta, "metrics": result_tta.metrics}
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")

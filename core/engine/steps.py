@@ -93,8 +93,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[dict], task: Task, device: torch.device, num_previews: int = 0,
-             on_batch: Callable[[dict, Any], None] | None = None) -> Evaluation:
-    """on_batch(batch, outputs): sees every batch's predictions (jobs.evaluate exports them)."""
+             on_batch: Callable[[dict, Any], None] | None = None, score: bool = True) -> Evaluation:
+    """on_batch(batch, outputs): sees every batch's predictions (jobs.evaluate exports them). score=False: predictions
+    only, for a split without ground truth; the Evaluation's metrics and baselines are then empty."""
     model.eval()
     state = task.new_metrics()
     previews: list[np.ndarray] = []
@@ -102,13 +103,16 @@ def evaluate(model: nn.Module, batches: Iterable[dict], task: Task, device: torc
     for batch in batches:
         inputs, targets = task.split_batch(batch, device)
         outputs = model(inputs)
-        state.update(outputs, targets)
+        if score:
+            state.update(outputs, targets)
         if on_batch is not None:
             on_batch(batch, outputs)
         if len(previews) < num_previews:
             previews += task.previews(inputs, outputs, targets)[: num_previews - len(previews)]
             if hasattr(task, "preview_meshes"):
                 meshes += task.preview_meshes(outputs)[: num_previews - len(meshes)]
+    if not score:
+        return Evaluation({}, {}, previews, meshes)
     state.all_reduce()
     return Evaluation(state.compute(), state.baselines(), previews, meshes)
 

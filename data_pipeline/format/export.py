@@ -6,7 +6,7 @@ which the Cityscapes evaluation script finds by their first three fields. Other 
 class-id PNGs named after the sample id. A run on some of the classes (data.classes) is mapped back
 to the data set's ids first; its background class becomes the ignore index, or void (label id 0)
 for Cityscapes. Depth: KITTI depth-completion uint16 PNGs (metres x 256,
-0 = no prediction) named after the input image.
+0 = no prediction) named after the input image (the test split's anonymous names, 0000000000.png...).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 from core.tasks.columns import Kind
 from data_pipeline.format import class_subset, codec
 
-_KITTI_SELECTION = "selection_"
+_KITTI_PREFIXES = ("selection_", "test_")  # what KITTI's sample ids add to the names of its selection and test images
 
 
 class PredictionExport:
@@ -43,7 +43,7 @@ class PredictionExport:
                 self._write_classes(sample_id, classes)
         else:
             for sample_id, depth in zip(batch["sample_id"], predictions):
-                name = sample_id[len(_KITTI_SELECTION):] if sample_id.startswith(_KITTI_SELECTION) else sample_id
+                name = next((sample_id[len(prefix):] for prefix in _KITTI_PREFIXES if sample_id.startswith(prefix)), sample_id)
                 stored = np.round(np.clip(depth, 0, codec.MAX_DEPTH_M) * codec.DEPTH_SCALE).astype(np.uint16)
                 (self.folder / f"{name}.png").write_bytes(codec.encode_png(stored))
                 self.written += 1

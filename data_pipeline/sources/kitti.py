@@ -4,11 +4,14 @@
     SRC/data_depth_velodyne/{train,val}/<drive>/proj_depth/velodyne_raw/image_0{2,3}/<frame>.png
     RAW/<date>/<drive>/image_0{2,3}/data/<frame>.png        (RGB; RAW/<date>/calib_cam_to_cam.txt)
     SRC/depth_selection/val_selection_cropped/{image,velodyne_raw,groundtruth_depth,intrinsics}/
+    SRC/depth_selection/test_depth_completion_anonymous/{image,velodyne_raw,intrinsics}/   (split "test", no ground truth)
     SEMANTIC/<date>/<drive>/image_0{2,3}/data/<frame>.png   (optional, laid out like the raw tree)
 
 Depth PNGs are uint16, metres x 256, 0 = no measurement: the shard format's own convention, so they
 are stored as they came unless cropped. Images are cropped to the benchmark's bottom-centre
-352 x 1216 (the selection set already is), with the intrinsics shifted to match.
+352 x 1216 (the selection set already is), with the intrinsics shifted to match. The test split has
+no ground truth: its depth maps hold 0 everywhere, "no measurement", and its manifest entry says
+`ground_truth: false`; jobs.evaluate exports its predictions for the leaderboard instead of scoring.
 """
 from __future__ import annotations
 
@@ -23,12 +26,15 @@ from data_pipeline.format.shards import DatasetError
 
 SPLITS = ("train", "val")
 SELECTION = Path("depth_selection") / "val_selection_cropped"
+TEST = Path("depth_selection") / "test_depth_completion_anonymous"
+TEST_PREFIX = "test_"  # sample ids of the test split: the prefix and the image's anonymous name
 IGNORE = 255
 
 
 class KittiDepthSource:
     name = "kitti-depth-completion"
     ignore_index = IGNORE
+    without_ground_truth = ("test",)
 
     def __init__(self, src: Path, raw: Path | None = None, semantic: Path | None = None, crop: tuple[int, int] = (352, 1216)):
         self.src, self.raw, self.semantic, self.crop = src, raw or src, semantic, crop
@@ -43,6 +49,8 @@ class KittiDepthSource:
         found = {split: self._annotated(split) for split in SPLITS}
         if (self.src / SELECTION).is_dir():
             found["val_selection"] = self._selection()
+        if (self.src / TEST).is_dir():
+            found["test"] = self._test()
         return found
 
     def _annotated(self, split: str) -> list[dict[str, str]]:
@@ -85,6 +93,16 @@ class KittiDepthSource:
             items.append(item)
         return items
 
+    def _test(self) -> list[dict[str, str]]:
+        root = self.src / TEST
+        items = []
+        for image in sorted((root / "image").glob("*.png")):
+            item = {"sample_id": f"{TEST_PREFIX}{image.stem}", "rgb": str(image),
+                    "sparse_depth": str(root / "velodyne_raw" / image.name), "intrinsics": str(root / "intrinsics" / f"{image.stem}.txt")}
+            _require(item, ("rgb", "sparse_depth", "intrinsics"))
+            items.append(item)
+        return items
+
     def load(self, item: dict[str, str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(the row's values other than images, the decoded images), bottom-centre cropped."""
         rgb = codec.decode_png(Path(item["rgb"]).read_bytes())
@@ -95,7 +113,9 @@ class KittiDepthSource:
         window = (slice(top, top + self.crop[0]), slice(left, left + self.crop[1]))
         images = {"rgb": rgb[window]}
         for name in ("depth", "sparse_depth"):
-            images[name] = codec.decode_depth(Path(item[name]).read_bytes())[window]
+            if name in item:
+                images[name] = codec.decode_depth(Path(item[name]).read_bytes())[window]
+        images.setdefault("depth", np.zeros_like(images["sparse_depth"]))  # the test split: no ground truth
         if "labels" in item:
             images["labels"] = codec.decode_png(Path(item["labels"]).read_bytes())[window]
         intrinsics = self._intrinsics(item)

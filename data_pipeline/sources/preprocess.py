@@ -70,6 +70,8 @@ def convert(source: Source, out: DataStore, shard_mb: float, on_bad: str, encodi
                 stats.add(json.loads(converted["stats"]))
             writer.add(converted["row"])
         splits[split] = writer.close()
+        if split in getattr(source, "without_ground_truth", ()):
+            splits[split]["ground_truth"] = False
     manifest = {"name": source.name, "source": described, "classes": source.classes, "ignore_index": source.ignore_index,
                 "image_size": image_size, "encoding": encoding, "depth_scale": codec.DEPTH_SCALE, "splits": splits, "stats": stats.summary(),
                 "skipped_samples": skipped}

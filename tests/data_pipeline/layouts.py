@@ -29,8 +29,11 @@ def cityscapes_tree(root: Path, per_split: dict[str, list[str]]) -> dict[str, np
     return written
 
 
+KITTI_TEST_NAMES = ("0000000000", "0000000001")
+
+
 def kitti_tree(root: Path, semantic: bool = False) -> dict[str, np.ndarray]:
-    """Two drives in train, one in val, two cameras, two frames each, plus a two-image selection set;
+    """Two drives in train, one in val, two cameras, two frames each, plus a two-image selection set and a two-image test set;
     returns the full (uncropped) ground-truth depth in metres of each annotated sample id."""
     rng = np.random.default_rng(1)
     truths = {}
@@ -62,6 +65,13 @@ def kitti_tree(root: Path, semantic: bool = False) -> dict[str, np.ndarray]:
              codec.encode_depth(depth))
         (selection / "intrinsics").mkdir(parents=True, exist_ok=True)
         (selection / "intrinsics" / f"{stem}.txt").write_text(" ".join(f"{v:g}" for v in KITTI_K.ravel()))
+    test = root / "depth_selection" / "test_depth_completion_anonymous"  # anonymous names, no ground truth
+    for name in KITTI_TEST_NAMES:
+        _png(test / "image" / f"{name}.png", codec.encode_png(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)))
+        sparse = np.round(rng.uniform(1, 80, (32, 48)) * 256) / 256 * (rng.random((32, 48)) < 0.1)
+        _png(test / "velodyne_raw" / f"{name}.png", codec.encode_depth(sparse))
+        (test / "intrinsics").mkdir(parents=True, exist_ok=True)
+        (test / "intrinsics" / f"{name}.txt").write_text(" ".join(f"{v:g}" for v in KITTI_K.ravel()))
     return truths
 
 

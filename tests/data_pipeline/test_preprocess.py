@@ -1,14 +1,22 @@
 """jobs.preprocess on fixture trees in the official Cityscapes and KITTI layouts, through Ray Data."""
 import json
+import zipfile
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from core.config.loading import load_config, to_yaml
+from core.engine import checkpoint
+from core.tasks.catalog import build_task
 from data_pipeline.format import codec, shards
+from data_pipeline.format.shards import read_manifest
 from data_pipeline.storage.datastore import DataStore
-from jobs import preprocess
-from tests.data_pipeline.layouts import KITTI_K, cityscapes_tree, kitti_tree
+from jobs import evaluate, preprocess
+from jobs._cli import DEFAULT_CONFIG
+from tests.data_pipeline.layouts import KITTI_K, KITTI_TEST_NAMES, cityscapes_tree, kitti_tree
+
+DEPTH = DEFAULT_CONFIG.parent / "depth_completion.yaml"
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
 
 
@@ -86,7 +94,8 @@ def test_kitti_depth_completion_is_cropped_with_its_intrinsics(local_ray, tmp_pa
         args += ["--semantic", str(tmp_path / "kitti" / "semantic")]
     assert preprocess.main(args) == 0
     manifest, rows = _rows(tmp_path / "out", "train")
-    assert {s: e["rows"] for s, e in manifest["splits"].items()} == {"train": 8, "val": 4, "val_selection": 2}
+    assert {s: e["rows"] for s, e in manifest["splits"].items()} == {"train": 8, "val": 4, "val_selection": 2, "test": 2}
+    assert [s for s, e in manifest["splits"].items() if e.get("ground_truth") is False] == ["test"]
     assert manifest["image_size"] == [32, 48] and manifest["stats"]["depth_mean_m"] > 1
     sample_id = "2011_09_28_drive_0002_sync_image_03_0000000006"
     depth = codec.decode_depth(rows[sample_id]["depth"])
@@ -97,3 +106,31 @@ def test_kitti_depth_completion_is_cropped_with_its_intrinsics(local_ray, tmp_pa
     assert len(manifest["classes"]) == (19 if semantic else 0)
     _, selection = _rows(tmp_path / "out", "val_selection")
     assert np.allclose(np.array(next(iter(selection.values()))["intrinsics"]).reshape(3, 3), KITTI_K)
+
+
+def test_kittis_test_split_exports_the_leaderboards_names_and_sizes_and_a_zip(local_ray, tmp_path, capsys):  # noqa: F811
+    kitti_tree(tmp_path / "kitti")
+    assert preprocess.main(["kitti", "--src", str(tmp_path / "kitti"), "--out", str(tmp_path / "data"), "--crop", "32x48"]) == 0
+    config = load_config(DEPTH, [f"data.uri={tmp_path / 'data'}", "data.generate_if_missing=false", "task.inputs=[rgb, sparse_depth]",
+                                 "task.completion.cspn_iterations=2"])
+    manifest = read_manifest(DataStore.at(tmp_path / "data"))
+    model = build_task(config.task, manifest).build_model()
+    run_dir = tmp_path / "run"
+    saved = run_dir / "ray_train" / "checkpoint_0"
+    checkpoint.save(saved, model, None, {"epoch": 0})
+    (run_dir / "config.yaml").write_text(to_yaml(config))
+    (run_dir / "summary.json").write_text(json.dumps({"checkpoint": str(saved)}))
+
+    assert evaluate.main([str(run_dir), "--split", "test"]) == 2
+    assert "split test has no ground truth, so nothing to score: give --export DIR" in capsys.readouterr().err
+    assert evaluate.main([str(run_dir), "--split", "test", "--export", str(tmp_path / "submission")]) == 0
+    images = tmp_path / "kitti" / "depth_selection" / "test_depth_completion_anonymous" / "image"
+    expected = sorted(path.name for path in images.glob("*.png"))
+    assert sorted(path.name for path in (tmp_path / "submission").iterdir()) == expected == [f"{n}.png" for n in KITTI_TEST_NAMES]
+    for name in expected:
+        written = codec.decode_png((tmp_path / "submission" / name).read_bytes())
+        assert written.dtype == np.uint16 and written.shape == codec.decode_png((images / name).read_bytes()).shape[:2]
+    with zipfile.ZipFile(tmp_path / "submission.zip") as archive:
+        assert sorted(archive.namelist()) == expected
+    record = json.loads((run_dir / "eval_test" / "metrics.json").read_text())
+    assert record["ground_truth"] is False and record["metrics"] is None
