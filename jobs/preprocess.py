@@ -1,6 +1,6 @@
 """python -m jobs.preprocess DATASET --src PATH --out URI [options]: convert a data set into training shards.
 
-DATASET is cityscapes, kitti (depth completion) or synthetic. --out is a local folder or
+DATASET is cityscapes, kitti (depth completion), kitti_semantic or synthetic. --out is a local folder or
 s3://bucket/prefix (--endpoint-url for MinIO and other S3-compatible stores; credentials from the
 AWS environment). Runs as a Ray Data job with a progress line per tenth of each split; writes
 shards of about --shard-mb and the manifest last, with every shard's sha256.
@@ -53,6 +53,10 @@ def _source(args: argparse.Namespace):
         from data_pipeline.sources.cityscapes import CityscapesSource
 
         return CityscapesSource(args.src.resolve(), args.classes)
+    if args.dataset == "kitti_semantic":
+        from data_pipeline.sources.kitti_semantic import KittiSemanticSource
+
+        return KittiSemanticSource(args.src.resolve(), args.classes, args.crop, args.val_every)
     from data_pipeline.sources.kitti import KittiDepthSource
 
     return KittiDepthSource(args.src.resolve(), args.raw.resolve() if args.raw else None,
@@ -74,7 +78,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.preprocess", description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["cityscapes", "kitti", "synthetic"])
+    parser.add_argument("dataset", choices=["cityscapes", "kitti", "kitti_semantic", "synthetic"])
     parser.add_argument("--src", type=Path, help="the data set's root, in its official layout")
     parser.add_argument("--out", required=True, help="output folder or s3://bucket/prefix")
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, ...)")
@@ -82,10 +86,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--on-bad-sample", choices=["error", "skip"], default="error")
     parser.add_argument("--encoding", choices=["npy", "png"], default="npy",
                         help="image bytes in the shards: npy decodes ~3x faster than png (bench.ingest)")
-    parser.add_argument("--classes", choices=["trainids", "categories"], default="trainids", help="cityscapes: label scheme")
+    parser.add_argument("--classes", choices=["trainids", "categories"], default="trainids",
+                        help="cityscapes, kitti_semantic: label scheme")
+    parser.add_argument("--val-every", type=int, default=5, help="kitti_semantic: every Nth training frame is val (default 5)")
     parser.add_argument("--raw", type=Path, help="kitti: the raw data tree with <date>/<drive>/image_0X/data (default: --src)")
     parser.add_argument("--semantic", type=Path, help="kitti: semantic maps laid out like the raw tree (optional)")
-    parser.add_argument("--crop", type=_size, default=(352, 1216), help="kitti: bottom-centre crop (default 352x1216)")
+    parser.add_argument("--crop", type=_size, default=(352, 1216), help="kitti, kitti_semantic: bottom-centre crop (default 352x1216)")
     parser.add_argument("--num-train", type=int, default=256, help="synthetic: train samples")
     parser.add_argument("--num-val", type=int, default=64, help="synthetic: val samples")
     parser.add_argument("--image-size", type=int, default=64, help="synthetic: image side")

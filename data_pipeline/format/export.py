@@ -7,6 +7,7 @@ class-id PNGs named after the sample id. A run on some of the classes (data.clas
 to the data set's ids first; its background class becomes the ignore index, or void (label id 0)
 for Cityscapes. Depth: KITTI depth-completion uint16 PNGs (metres x 256,
 0 = no prediction) named after the input image (the test split's anonymous names, 0000000000.png...).
+KITTI semantics: Cityscapes labelIds PNGs named like its images (000000_10.png).
 """
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ class PredictionExport:
                              "benchmark format here")
         folder.mkdir(parents=True, exist_ok=True)
         self.cityscapes = manifest.get("name") == "cityscapes"
-        self.label_ids = _cityscapes_label_ids(manifest["source"]["classes"]) if self.cityscapes else None
+        self.kitti_semantics = manifest.get("name") == "kitti-semantics"  # its benchmark takes Cityscapes label ids too
+        label_ids = self.cityscapes or self.kitti_semantics
+        self.label_ids = _cityscapes_label_ids(manifest["source"]["classes"]) if label_ids else None
         self.source_ids = class_subset.source_ids(manifest)
         self.written = 0
 
@@ -43,7 +46,7 @@ class PredictionExport:
                 self._write_classes(sample_id, classes)
         else:
             for sample_id, depth in zip(batch["sample_id"], predictions):
-                name = next((sample_id[len(prefix):] for prefix in _KITTI_PREFIXES if sample_id.startswith(prefix)), sample_id)
+                name = _kitti_name(sample_id)
                 stored = np.round(np.clip(depth, 0, codec.MAX_DEPTH_M) * codec.DEPTH_SCALE).astype(np.uint16)
                 (self.folder / f"{name}.png").write_bytes(codec.encode_png(stored))
                 self.written += 1
@@ -53,9 +56,16 @@ class PredictionExport:
             classes = self.source_ids[classes].astype(np.uint8)  # the ignore index stays itself: void for Cityscapes below
         if self.cityscapes:
             (self.folder / f"{sample_id}_leftImg8bit.png").write_bytes(codec.encode_png(self.label_ids[classes]))
+        elif self.kitti_semantics:
+            (self.folder / f"{_kitti_name(sample_id)}.png").write_bytes(codec.encode_png(self.label_ids[classes]))
         else:
             (self.folder / f"{sample_id}.png").write_bytes(codec.encode_png(classes))
         self.written += 1
+
+
+def _kitti_name(sample_id: str) -> str:
+    """The benchmark's file name of a KITTI sample: its image's."""
+    return next((sample_id[len(prefix):] for prefix in _KITTI_PREFIXES if sample_id.startswith(prefix)), sample_id)
 
 
 def _cityscapes_label_ids(scheme: str) -> np.ndarray:

@@ -85,3 +85,22 @@ def _calib(path: Path) -> None:
 def _png(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+KITTI_SEMANTIC_IDS = (0, 7, 26)  # Cityscapes label ids: unlabeled, road, car
+
+
+def kitti_semantic_tree(root: Path) -> dict[str, np.ndarray]:
+    """Five labelled frames of two slightly different sizes (as KITTI's drives differ) and two test frames;
+    returns each labelled frame's label ids."""
+    rng = np.random.default_rng(2)
+    labels = {}
+    for index in range(5):
+        size = (40, 60) if index % 2 else (41, 62)
+        stem = f"{index:06d}_10"
+        _png(root / "training" / "image_2" / f"{stem}.png", codec.encode_png(rng.integers(0, 256, (*size, 3), dtype=np.uint8)))
+        labels[stem] = rng.choice(KITTI_SEMANTIC_IDS, size).astype(np.uint8)
+        _png(root / "training" / "semantic" / f"{stem}.png", codec.encode_png(labels[stem]))
+    for index in range(2):
+        _png(root / "testing" / "image_2" / f"{index:06d}_10.png", codec.encode_png(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)))
+    return labels

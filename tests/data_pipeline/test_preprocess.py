@@ -14,7 +14,8 @@ from data_pipeline.format.shards import read_manifest
 from data_pipeline.storage.datastore import DataStore
 from jobs import evaluate, preprocess
 from jobs._cli import DEFAULT_CONFIG
-from tests.data_pipeline.layouts import KITTI_K, KITTI_TEST_NAMES, cityscapes_tree, kitti_tree
+from data_pipeline.format.export import _cityscapes_label_ids
+from tests.data_pipeline.layouts import KITTI_K, KITTI_TEST_NAMES, cityscapes_tree, kitti_semantic_tree, kitti_tree
 
 DEPTH = DEFAULT_CONFIG.parent / "depth_completion.yaml"
 from tests.ray_fixtures import local_ray  # noqa: F401  (fixture)
@@ -134,3 +135,28 @@ def test_kittis_test_split_exports_the_leaderboards_names_and_sizes_and_a_zip(lo
         assert sorted(archive.namelist()) == expected
     record = json.loads((run_dir / "eval_test" / "metrics.json").read_text())
     assert record["ground_truth"] is False and record["metrics"] is None
+
+
+def test_kitti_semantics_becomes_train_ids_cropped_and_its_test_split_exports_label_ids(local_ray, tmp_path, capsys):  # noqa: F811
+    labels = kitti_semantic_tree(tmp_path / "semantics")
+    args = ["kitti_semantic", "--src", str(tmp_path / "semantics"), "--out", str(tmp_path / "data"), "--crop", "32x32"]
+    assert preprocess.main(args) == 0
+    manifest, rows = _rows(tmp_path / "data", "train")
+    assert {s: e["rows"] for s, e in manifest["splits"].items()} == {"train": 4, "val": 1, "test": 2}
+    assert manifest["splits"]["test"]["ground_truth"] is False and len(manifest["classes"]) == 19
+    stored = codec.decode_image(rows["000001_10"]["labels"])
+    expected = {0: 255, 7: 0, 26: 13}  # unlabeled is ignored, road and car are train ids 0 and 13
+    assert np.array_equal(stored, np.vectorize(expected.get)(labels["000001_10"][8:40, 14:46]))  # bottom 32 rows, centre 32 columns
+
+    config = load_config(DEFAULT_CONFIG, [f"data.uri={tmp_path / 'data'}", "data.generate_if_missing=false"])
+    model = build_task(config.task, read_manifest(DataStore.at(tmp_path / "data"))).build_model()
+    run_dir = tmp_path / "run"
+    saved = run_dir / "ray_train" / "checkpoint_0"
+    checkpoint.save(saved, model, None, {"epoch": 0})
+    (run_dir / "config.yaml").write_text(to_yaml(config))
+    (run_dir / "summary.json").write_text(json.dumps({"checkpoint": str(saved)}))
+    assert evaluate.main([str(run_dir), "--split", "test", "--export", str(tmp_path / "submission")]) == 0
+    assert sorted(path.name for path in (tmp_path / "submission").iterdir()) == ["000000_10.png", "000001_10.png"]
+    written = codec.decode_png((tmp_path / "submission" / "000000_10.png").read_bytes())
+    assert written.shape == (32, 32) and set(np.unique(written)) <= set(_cityscapes_label_ids("trainids")[:19].tolist())
+    assert (tmp_path / "submission.zip").is_file()
