@@ -106,11 +106,7 @@ class KittiDepthSource:
     def load(self, item: dict[str, str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(the row's values other than images, the decoded images), bottom-centre cropped."""
         rgb = codec.decode_png(Path(item["rgb"]).read_bytes())
-        height, width = rgb.shape[:2]
-        top, left = height - self.crop[0], (width - self.crop[1]) // 2
-        if top < 0 or left < 0:
-            raise DatasetError(f"{item['rgb']} is {height}x{width}, smaller than the crop {self.crop[0]}x{self.crop[1]}")
-        window = (slice(top, top + self.crop[0]), slice(left, left + self.crop[1]))
+        window, top, left = bottom_centre(rgb.shape[:2], self.crop, item["rgb"])
         images = {"rgb": rgb[window]}
         for name in ("depth", "sparse_depth"):
             if name in item:
@@ -133,6 +129,15 @@ class KittiDepthSource:
             if line.startswith(key):
                 return np.array(line[len(key):].split(), dtype=np.float64).reshape(3, 4)[:, :3].copy()
         raise DatasetError(f"{item['calib']} has no {key} line (the rectified projection of {item['camera']})")
+
+
+def bottom_centre(size: tuple[int, int], crop: tuple[int, int], image: str) -> tuple[tuple[slice, slice], int, int]:
+    """(the window, its top, its left) of a crop at the bottom centre of an image of this size, as KITTI's benchmarks crop."""
+    height, width = size
+    top, left = height - crop[0], (width - crop[1]) // 2
+    if top < 0 or left < 0:
+        raise DatasetError(f"{image} is {height}x{width}, smaller than the crop {crop[0]}x{crop[1]}")
+    return (slice(top, top + crop[0]), slice(left, left + crop[1])), top, left
 
 
 def _require(item: dict[str, str], names: tuple[str, ...]) -> None:

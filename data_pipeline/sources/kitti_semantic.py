@@ -20,6 +20,7 @@ import numpy as np
 from data_pipeline.format import codec
 from data_pipeline.format.shards import DatasetError
 from data_pipeline.sources.cityscapes import IGNORE, class_table
+from data_pipeline.sources.kitti import bottom_centre
 
 TEST_PREFIX = "test_"
 
@@ -58,14 +59,10 @@ class KittiSemanticSource:
     def load(self, item: dict[str, str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(the row's values other than images, the decoded images), bottom-centre cropped."""
         rgb = codec.decode_png(Path(item["rgb"]).read_bytes())
-        height, width = rgb.shape[:2]
-        top, left = height - self.crop[0], (width - self.crop[1]) // 2
-        if top < 0 or left < 0:
-            raise DatasetError(f"{item['rgb']} is {height}x{width}, smaller than the crop {self.crop[0]}x{self.crop[1]}")
-        window = (slice(top, top + self.crop[0]), slice(left, left + self.crop[1]))
+        window, _, _ = bottom_centre(rgb.shape[:2], self.crop, item["rgb"])
         if "labels" in item:
             labels = self.lookup[codec.decode_png(Path(item["labels"]).read_bytes())]
         else:
-            labels = np.full((height, width), IGNORE, dtype=np.uint8)
+            labels = np.full(rgb.shape[:2], IGNORE, dtype=np.uint8)
         row = {"sample_id": item["sample_id"], "height": self.crop[0], "width": self.crop[1]}
         return row, {"rgb": rgb[window], "labels": labels[window]}
