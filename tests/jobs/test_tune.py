@@ -25,40 +25,36 @@ def _results(tmp_path) -> tuple[Path, list[dict]]:
         return sweep_dir, list(csv.DictReader(handle))
 
 
-def test_asha_sweep_writes_complete_results_with_a_row_for_every_trial(local_ray_with_dashboard, tiny_dataset, tmp_path,  # noqa: F811
-                                                                        capsys):
-    path = sweep_file(tmp_path, tiny_dataset, epochs=2, space={"train.optimizer.lr": {"grid": [0.0003, 0.003]}},
-                      scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
+# Four 1-worker trials side by side on 2 CPUs: 4 x (0.1 trial + 0.2 worker + 0.2 for Ray Data) = 2 CPUs.
+FOUR_AT_ONCE = ["scaling.num_workers=1", "scaling.cpus_per_worker=0.2", "scaling.data_cpus=0.2"]
+CONDITIONAL = {"train.optimizer.name": {"choice": ["adamw", "sgd"]}, "train.optimizer.lr": {"loguniform": [1e-4, 1e-2]},
+               "train.optimizer.momentum": {"uniform": [0.8, 0.99], "when": {"train.optimizer.name": ["sgd"]}}}
+
+
+def test_an_optuna_sweep_under_asha_writes_a_row_per_trial_naming_its_search_over_a_conditional_space(  # noqa: F811
+        local_ray_with_dashboard, tiny_dataset, tmp_path, capsys):
+    path = sweep_file(tmp_path, tiny_dataset, epochs=2, scaling=FOUR_AT_ONCE, space=CONDITIONAL, search="optuna", num_samples=4,
+                      max_concurrent=4, scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
     assert tune.main([str(path)]) == 0
     sweep_dir, rows = _results(tmp_path)
-    assert sorted(r["overrides"] for r in rows) == ["train.optimizer.lr=0.0003", "train.optimizer.lr=0.003"]
+    assert len(rows) == 4 and {(r["search"], r["scheduler"]) for r in rows} == {("optuna", "asha")}, rows
     for r in rows:
+        overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in r["overrides"].split())}
+        assert 1e-4 <= overrides["train.optimizer.lr"] <= 1e-2
+        assert ("train.optimizer.momentum" in overrides) == (overrides["train.optimizer.name"] == "sgd"), r
         assert r["status"] in ("completed", "stopped early by asha"), r
         done, planned = map(int, r["epochs"].split("/"))
         assert planned == 2 and 1 <= done <= 2 and (r["status"] == "completed") == (done == 2)
         assert 0.0 <= float(r["best"]) <= 1.0 and (Path(r["run directory"]) / "metrics.jsonl").is_file()
         summary = json.loads((Path(r["run directory"]) / "summary.json").read_text())  # though Tune ended the trial
         assert summary["status"] == r["status"] and summary["epochs_completed"] == done
+        assert load_config(Path(r["run directory"]) / "config.yaml").train.optimizer.name == overrides["train.optimizer.name"]
     assert any(r["status"] == "completed" for r in rows)
     best = max(rows, key=lambda r: float(r["best"]))
-    assert load_config(sweep_dir / "best_config.yaml").train.optimizer.lr == float(best["overrides"].split("=")[1])
+    assert f"train.optimizer.lr={load_config(sweep_dir / 'best_config.yaml').train.optimizer.lr!r}" in best["overrides"]
     assert (sweep_dir / "metric_by_epoch.png").stat().st_size > 5000
-    assert "| trial 0 |" in (sweep_dir / "results.md").read_text()
+    assert "| trial 0 | optuna | asha |" in (sweep_dir / "results.md").read_text()
     assert "best config" in capsys.readouterr().out
-
-
-def test_an_optuna_sweep_samples_a_conditional_space_and_names_its_search(local_ray_with_dashboard, tiny_dataset, tmp_path):  # noqa: F811
-    space = {"train.optimizer.name": {"choice": ["adamw", "sgd"]}, "train.optimizer.lr": {"loguniform": [1e-4, 1e-2]},
-             "train.optimizer.momentum": {"uniform": [0.8, 0.99], "when": {"train.optimizer.name": ["sgd"]}}}
-    path = sweep_file(tmp_path, tiny_dataset, epochs=1, space=space, search="optuna", num_samples=4)
-    assert tune.main([str(path)]) == 0
-    _, rows = _results(tmp_path)
-    assert len(rows) == 4 and {(r["search"], r["scheduler"], r["status"]) for r in rows} == {("optuna", "fifo", "completed")}, rows
-    for r in rows:
-        overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in r["overrides"].split())}
-        assert 1e-4 <= float(overrides["train.optimizer.lr"]) <= 1e-2
-        assert ("train.optimizer.momentum" in overrides) == (overrides["train.optimizer.name"] == "sgd"), r
-        assert load_config(Path(r["run directory"]) / "config.yaml").train.optimizer.name == overrides["train.optimizer.name"]
 
 
 def test_concurrent_trials_that_cannot_fit_are_refused(local_ray_with_dashboard, tiny_dataset, tmp_path, capsys):  # noqa: F811
