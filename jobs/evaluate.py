@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
         target = fetch_run(args.target, args.endpoint_url, "jobs.evaluate") if args.target.startswith(S3) else Path(args.target)
-        run_dir, folder = _locate(target)
+        run_dir, folder = checkpoint.locate(target)
         config = load_config(run_dir / "config.yaml")
         store = DataStore.at(config.data.uri, config.data.endpoint_url)
         manifest = class_subset.select(read_manifest(store), config.data)
@@ -95,23 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         _frames_to_tensorboard(run_dir, args.split, first_frames)
         print(f"video of {len(video.ids)} frames: {video.path}")
     return 0
-
-
-def _locate(target: Path) -> tuple[Path, str]:
-    """(run directory, checkpoint folder or URI) for a run directory or a checkpoint folder in one."""
-    if (target / checkpoint.STATE_FILE).is_file():
-        run_dir = next((p for p in target.parents if (p / "config.yaml").is_file()), None)
-        if run_dir is None:
-            raise FileNotFoundError(f"{target} is a checkpoint outside any run directory (no config.yaml above it)")
-        return run_dir, str(target)
-    summary = target / "summary.json"
-    if not summary.is_file():
-        raise FileNotFoundError(f"{target} is neither a run directory (with summary.json) nor a checkpoint folder (with "
-                                f"{checkpoint.STATE_FILE})")
-    saved = json.loads(summary.read_text()).get("checkpoint")
-    if not saved:
-        raise FileNotFoundError(f"{summary} names no checkpoint: the run saved none")
-    return target, saved
 
 
 def _load(saved: str, model: torch.nn.Module, config: ExperimentConfig, run_dir: Path) -> None:

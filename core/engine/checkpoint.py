@@ -6,6 +6,7 @@ renamed, so a folder without state.pt is incomplete.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,21 @@ def load_previews(folder: Path) -> list[np.ndarray]:
 
 def load_meshes(folder: Path) -> list[dict[str, np.ndarray]]:
     return [dict(np.load(p)) for p in sorted((folder / PREVIEWS).glob("mesh_*.npz"))]
+
+
+def locate(target: Path) -> tuple[Path, str]:
+    """(run directory, checkpoint folder or URI) of a run directory (the checkpoint its summary.json names, which may
+    be on S3) or of a checkpoint folder inside one; FileNotFoundError saying what target is not."""
+    if (target / STATE_FILE).is_file():
+        run_dir = next((p for p in target.parents if (p / "config.yaml").is_file()), None)
+        if run_dir is None:
+            raise FileNotFoundError(f"{target} is a checkpoint outside any run directory (no config.yaml above it)")
+        return run_dir, str(target)
+    summary = target / "summary.json"
+    if not summary.is_file():
+        raise FileNotFoundError(f"{target} is neither a run directory (with summary.json) nor a checkpoint folder (with "
+                                f"{STATE_FILE})")
+    saved = json.loads(summary.read_text()).get("checkpoint")
+    if not saved:
+        raise FileNotFoundError(f"{summary} names no checkpoint: the run saved none")
+    return target, saved

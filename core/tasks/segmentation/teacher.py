@@ -1,7 +1,6 @@
 """The teacher of a distilled segmentation run: its model rebuilt from its run's config.yaml, its weights loaded, frozen."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,12 @@ def load_teacher(config: DistillConfig, manifest: dict[str, Any]) -> nn.Module:
 
 
 def locate(target: Path) -> tuple[Path, Path]:
-    """(run directory, checkpoint folder) of a run directory (the checkpoint its summary names) or of a checkpoint folder."""
-    if (target / checkpoint.STATE_FILE).is_file():
-        run_dir = next((p for p in target.parents if (p / "config.yaml").is_file()), None)
-        if run_dir is None:
-            raise ValueError(f"task.distill.teacher {target} is a checkpoint outside any run directory (no config.yaml above it)")
-        return run_dir, target
-    summary = target / "summary.json"
-    saved = json.loads(summary.read_text()).get("checkpoint") if summary.is_file() else None
-    if not saved or not (Path(saved) / checkpoint.STATE_FILE).is_file():
-        raise ValueError(f"task.distill.teacher {target} is neither a run directory whose summary.json names a local checkpoint "
-                         f"nor a checkpoint folder (with {checkpoint.STATE_FILE})")
-    return target, Path(saved)
+    """(run directory, local checkpoint folder) of the teacher: a run directory or a checkpoint folder in one."""
+    try:
+        run_dir, saved = checkpoint.locate(target)
+    except FileNotFoundError as err:
+        raise ValueError(f"task.distill.teacher {err}") from None
+    if not (Path(saved) / checkpoint.STATE_FILE).is_file():
+        raise ValueError(f"task.distill.teacher {target}: its checkpoint {saved} is not a local folder; a teacher is read "
+                         "from a path every worker reaches")
+    return run_dir, Path(saved)
