@@ -4,7 +4,8 @@ Takes a run directory (its summary's checkpoint) or one checkpoint folder inside
 model from the run's config.yaml, and scores the split in this process, without Ray. Writes
 RUN_DIR/eval_SPLIT/: metrics.json (the task's metrics and baselines), table.md (one row per metric,
 per class for segmentation), previews/*.png; prints the table. --export DIR writes the predictions
-in the benchmark's format (see data_pipeline.format.export). --tta flip,scales=0.75,1,1.25 scores
+in the benchmark's format (see data_pipeline.format.export), or for the implicit task each reconstruction
+as SAMPLE_ID.obj. --tta flip,scales=0.75,1,1.25 scores
 the split a second time with test-time augmentation (core.evaluation.tta): both columns side by
 side in table.md, the augmented figures under "tta" in metrics.json; previews and the export are
 then the augmented predictions. --video writes eval_SPLIT/video.mp4, a frame per sample (the task's
@@ -37,6 +38,7 @@ from core.tasks.catalog import build_task
 from core.reporting.demo_video import DemoVideo
 from data_pipeline.format import class_subset
 from data_pipeline.format.export import PredictionExport
+from data_pipeline.format.mesh_export import MeshExport
 from data_pipeline.readers.local import split_batches
 from data_pipeline.format.shards import DatasetError, read_manifest
 from data_pipeline.storage.datastore import S3, DataStore
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         model = task.build_model()
         _load(folder, model, config, run_dir)
         augmented = _augmented(model, task, config.task.name, args.tta) if args.tta else None
-        export = PredictionExport(args.export, manifest, task, config.task.name) if args.export else None
+        exporter = MeshExport if getattr(task, "exported", None) == "mesh" else PredictionExport
+        export = exporter(args.export, manifest, task, config.task.name) if args.export else None
         video = DemoVideo(run_dir / f"eval_{args.split}" / "video.mp4", args.fps) if args.video else None
         seen = [seer for seer in (export, _framing(video, task)) if seer is not None]
 

@@ -10,6 +10,8 @@ import pytest
 from core.config.sections import SyntheticConfig
 
 TINY_DATA = SyntheticConfig(num_train=16, num_val=8, image_size=32, views_per_scene=4, seed=7, rows_per_shard=8)
+TINY_BODIES = SyntheticConfig(kind="bodies", num_train=8, num_val=4, image_size=32, mesh_resolution=32, points_per_sample=256,
+                              seed=3, rows_per_shard=4)
 
 
 @pytest.hookimpl(trylast=True)
@@ -40,4 +42,14 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("data") / "tiny"
     generate(DataStore.at(root), TINY_DATA)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bodies(tmp_path_factory) -> Path:
+    from data_pipeline.storage.datastore import DataStore
+    from data_pipeline.sources.synthetic_bodies import generate
+
+    root = tmp_path_factory.mktemp("data") / "bodies"
+    generate(DataStore.at(root), TINY_BODIES)
     return root

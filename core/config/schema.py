@@ -66,6 +66,16 @@ class ExperimentConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _augmentation_fits_the_task(self) -> "ExperimentConfig":
+        augment = self.data.augment
+        moving = [key for key, on in (("hflip", augment and augment.hflip), ("scale", augment and augment.scale),
+                                      ("size_schedule", augment and augment.size_schedule)) if on]
+        if moving and not self.task.pixels_may_move:
+            raise ValueError(f"data.augment.{', '.join(moving)} move the images' pixels, but the {self.task.name} task's labels "
+                             "are 3D points tied to them through its camera; leave them off (color_jitter and weather are fine)")
+        return self
+
+    @model_validator(mode="after")
     def _gpu_fields_agree(self) -> "ExperimentConfig":
         if self.scaling.use_gpu is False and self.scaling.gpus_per_worker > 0:
             raise ValueError("scaling.gpus_per_worker > 0 needs scaling.use_gpu true or 'auto'")

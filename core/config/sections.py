@@ -5,7 +5,7 @@ derives from TaskSection here; core.config.schema puts them together.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,15 +27,20 @@ class TaskSection(Strict):
     characters, for run names, tables and the profile ledger."""
 
     loss: LossConfig = Field(default_factory=LossConfig)
+    pixels_may_move: ClassVar[bool] = True  # False where labels are tied to the pixels by more than the columns' kinds say
 
 
 class SyntheticConfig(Strict):
-    """The procedural terrain data set generated when `data.uri` holds none yet."""
+    """The procedural data set generated when `data.uri` holds none yet: terrain scenes, or bodies (the implicit task's)."""
 
+    kind: Literal["terrain", "bodies"] = Field("terrain", description="terrain scenes (segmentation, depth, mesh) or "
+                                                                      "articulated bodies (implicit)")
     num_train: int = Field(256, ge=1, description="training samples")
     num_val: int = Field(64, ge=1, description="validation samples")
     image_size: int = Field(64, ge=16, le=1024, description="side of the square rendered images, pixels")
-    views_per_scene: int = Field(4, ge=1, description="camera views rendered of each generated scene")
+    views_per_scene: int = Field(4, ge=1, description="terrain: camera views rendered of each generated scene")
+    mesh_resolution: int = Field(64, ge=16, le=256, description="bodies: grid of the marching cubes that make the ground-truth mesh")
+    points_per_sample: int = Field(2048, ge=64, description="bodies: held-out query points (and surface points) stored per sample")
     seed: int = Field(0, description="the scenes and views follow from it")
     rows_per_shard: int = Field(64, ge=1, description="rows per Parquet shard")
     encoding: Literal["npy", "png"] = Field("npy", description="image bytes in the shards; npy decodes faster (bench.ingest)")

@@ -66,6 +66,7 @@ def row(run: Run) -> dict[str, Any]:
         "stages": len(config.get("stages", [])) or 1,
         "losses": ", ".join(f"{name} x{weight:g}" for name, weight in weights.items() if weight > 0),
         "model": model_label(config["task"]),
+        **task_columns(config["task"]),
         "teacher": Path(summary["teacher"]).name if summary.get("teacher") else "",
         "batch x workers": f"{config['train']['batch_size']} x {config['scaling']['num_workers']}",
         "lr": config["train"]["optimizer"]["lr"],
@@ -121,6 +122,14 @@ def model_label(task: dict[str, Any]) -> str:
     except ValueError:
         section = TASK_CONFIGS.get(task.get("name", DEFAULT_TASK))
         return section(**_known(section, task)).model_label
+
+
+def task_columns(task: dict[str, Any]) -> dict[str, Any]:
+    """The columns a task's section adds to the report (its `report_columns`, e.g. the implicit task's input variant and prior)."""
+    try:
+        return dict(getattr(task_config(**task), "report_columns", {}))
+    except ValueError:  # a section this code no longer reads: its model label says what can be said
+        return {}
 
 
 def _known(section: Any, values: dict[str, Any]) -> dict[str, Any]:

@@ -52,12 +52,17 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _header(rows: list[dict]) -> list[str]:
+    """Every row's columns, in the order they first appear: runs of different tasks add different ones."""
+    return list(dict.fromkeys(key for r in rows for key in r))
+
+
 def _markdown(rows: list[dict], groups: list[list[Run]]) -> str:
     lines = [f"# Experiment report: {len(rows)} runs", ""]
     if rows:
-        header = list(rows[0])
+        header = _header(rows)
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(_fmt(r[k]) for k in header) + " |" for r in rows]
+        lines += ["| " + " | ".join(_fmt(r.get(k)) for k in header) + " |" for r in rows]
     lines += ["", "## Loss curves", ""] + [f"![{r['run']}](curves/{r['run']}.png)" for r in rows]
     lines += ["", "## Ablations (runs differing only in loss weights)", ""]
     for index, group in enumerate(groups, 1):
@@ -97,9 +102,11 @@ def _html(rows: list[dict], groups: list[list[Run]], curves: dict[str, bytes]) -
 def _html_table(rows: list[dict], table_id: str) -> str:
     if not rows:
         return "<p>No runs.</p>"
-    header = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    keys = _header(rows)
+    header = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     body = "".join(
-        "<tr>" + "".join(f"<td data-value='{html.escape(str(v if v is not None else ''))}'>{html.escape(_fmt(v))}</td>" for v in r.values()) + "</tr>"
+        "<tr>" + "".join(f"<td data-value='{html.escape(str(v if v is not None else ''))}'>{html.escape(_fmt(v))}</td>"
+                         for v in (r.get(k) for k in keys)) + "</tr>"
         for r in rows
     )
     return f"<table class='sortable' id='{table_id}'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"

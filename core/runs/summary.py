@@ -56,8 +56,8 @@ def headline(summary: dict[str, Any]) -> list[str]:
         for key, value in summary["baselines"].items():
             lines.append(f"{key}: {value:.4f} (trivial predictor on the same data)")
         last = summary["last"]
-        shown = ("val/pixel_acc", "val/mae", "val/chamfer", "val/miou", "train/loss", "train/samples_per_s")
-        others = [k for k in shown if k != monitor and isinstance(last.get(k), (int, float))]
+        shown = [k for k in last if k.startswith("val/") and k.count("/") == 1] + ["train/loss", "train/samples_per_s"]
+        others = [k for k in shown if k != monitor and isinstance(last.get(k), (int, float))]  # the task's figures, not per class
         lines += [f"last {k}: {last[k]:.4g}" for k in others]
     if summary.get("startup", {}).get("to_first_step_s"):
         lines.append(f"first optimizer step {summary['startup']['to_first_step_s']:.1f} s after start (summary.json: startup)")

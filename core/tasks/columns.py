@@ -11,6 +11,8 @@ from enum import Enum
 
 import numpy as np
 
+from core.augmentation.sample_key import SAMPLE_KEY
+
 
 class Kind(str, Enum):
     IMAGE = "image"  # (H, W, C) uint8, resampled bilinearly
@@ -71,6 +73,7 @@ def example_batch(columns: list[Column], image_size: tuple[int, int], num_classe
             batch[column.name] = np.repeat(camera[None], rows, axis=0)
         else:
             batch[column.name] = rng.standard_normal(shape).astype(np.float32)
+    batch[SAMPLE_KEY] = np.arange(seed, seed + rows, dtype=np.int64)  # as the readers give each sample's key
     return batch
 
 

@@ -34,11 +34,23 @@ SCHEMA = pa.schema(
         ("mesh_verts", pa.list_(pa.float32())),  # flattened V x 3, world units
         ("mesh_faces", pa.list_(pa.int32())),  # flattened F x 3
         ("mesh_face_labels", pa.list_(pa.uint8())),  # F class ids
+        # Synthetic bodies (data_pipeline.sources.synthetic_bodies); columns added later are absent from older shards,
+        # which train every task that does not read them.
+        ("mask", pa.binary()),  # PNG or .npy, uint8 1 where the body is seen
+        ("normal_front", pa.binary()),  # uint8 H x W x 3, (normal + 1) / 2 x 255 in the camera's frame
+        ("normal_back", pa.binary()),
+        ("camera", pa.list_(pa.float32(), 12)),  # row-major 3 x 4: box point -> (grid x, grid y, normalised depth)
+        ("primitives", pa.list_(pa.float32())),  # flattened P x 13 body parts (core.tasks.implicit.body_field)
+        ("joints", pa.list_(pa.float32())),  # flattened J x 3 skeleton joints
+        ("surface_points", pa.list_(pa.float32())),  # flattened N x 3, uniform on the ground-truth mesh
+        ("points", pa.list_(pa.float32())),  # flattened N x 3 held-out query points
+        ("occupancy", pa.list_(pa.float32())),  # N occupancies of those points, 1 inside
     ]
 )
 
 # What each image column of the schema holds, for the checks of converted samples (core.tasks.columns).
-IMAGE_KINDS = {"rgb": Kind.IMAGE, "depth": Kind.DEPTH_MAP, "sparse_depth": Kind.DEPTH_MAP, "labels": Kind.LABEL_MAP}
+IMAGE_KINDS = {"rgb": Kind.IMAGE, "depth": Kind.DEPTH_MAP, "sparse_depth": Kind.DEPTH_MAP, "labels": Kind.LABEL_MAP,
+               "mask": Kind.LABEL_MAP, "normal_front": Kind.IMAGE, "normal_back": Kind.IMAGE}
 
 
 # Every read task decompresses its shards. A 128-row .npy shard of the synthetic set read in 2.7 ms

@@ -21,6 +21,7 @@ from core.config.schema import ExperimentConfig
 from core.engine.steps import StepTiming, train_epoch
 from core.engine.optim import build_optimizer
 from core.tasks.catalog import build_task
+from data_pipeline.readers.epoch_collate import EpochCollate
 
 
 def profile_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -44,16 +45,17 @@ def profile_loop_per_worker(loop_config: dict[str, Any]) -> None:
             timings.append(timing)
             comm.append(allreduce.take_busy_seconds() if allreduce else 0.0)
 
-        batches = itertools.islice(_endless(shard, batch_size), warmup + steps)
+        collate = EpochCollate.of(task, None, config.seed, 0, loop_config["manifest"]["ignore_index"])
+        batches = itertools.islice(_endless(shard, batch_size, collate), warmup + steps)
         train_epoch(model, optimizer, batches, task, device, on_step=on_step)
         ray.train.report(_figures(batch_size, timings[warmup:], comm[warmup:], device, allreduce is not None))
 
 
-def _endless(shard, batch_size: int) -> Iterator[dict]:
+def _endless(shard, batch_size: int, collate) -> Iterator[dict]:
     """Full batches only, so every timed step carries the batch size it is reported under."""
     while True:
         empty = True
-        for batch in shard.iter_torch_batches(batch_size=batch_size, drop_last=True):
+        for batch in shard.iter_torch_batches(batch_size=batch_size, drop_last=True, collate_fn=collate):
             empty = False
             yield batch
         if empty:

@@ -20,8 +20,9 @@ from jobs._train.run_storage import RUN_FILES, copy_run_files
 
 
 class RunDirCallback(UserCallback):
-    def __init__(self, run_dir: Path, checkpoints: CheckpointStorage, remote: DataStore | None, best: BestCheckpoints | None):
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path, checkpoints: CheckpointStorage, remote: DataStore | None, best: BestCheckpoints | None,
+                 monitor: str):
+        self.run_dir, self.monitor = run_dir, monitor
         self.checkpoints = checkpoints
         self.best = best
         self.remote = remote  # the run's S3 folder (output.storage), where the files are copied each epoch
@@ -41,13 +42,13 @@ class RunDirCallback(UserCallback):
             self._logger = RunLogger(self.run_dir)
         self._logger.log(record, step=int(record["epoch"]), images=images, meshes=meshes)
         copy_run_files(self.run_dir, self.remote, RUN_FILES, self._copied)
-        print(_progress_line(record), file=sys.stderr, flush=True)
+        print(_progress_line(record, self.monitor), file=sys.stderr, flush=True)
 
 
-def _progress_line(record: dict[str, Any]) -> str:
+def _progress_line(record: dict[str, Any], monitor: str) -> str:
+    """The epoch, its loss, the task's monitored metric and its speed, on one line."""
     shown = [f"epoch {record['epoch']}" + (f" ({record['stage']})" if record.get("stage", "train") != "train" else "")]
-    for key in ("train/loss", "val/miou", "val/pixel_acc", "val/rmse", "val/mae", "val/depth_mae", "val/chamfer",
-                "train/samples_per_s"):
+    for key in ("train/loss", monitor, "train/samples_per_s"):
         if isinstance(record.get(key), float):
             shown.append(f"{key} {record[key]:.4g}")
     if record.get("stage_event"):

@@ -63,7 +63,7 @@ def _run_dir_callback(config: ExperimentConfig, task: Task, run_dir: Path) -> Ru
     checkpoints = checkpoint_storage(config, run_dir)
     keep = config.train.best_checkpoints
     best = BestCheckpoints(checkpoints, keep, task.monitor, task.monitor_mode) if keep else None
-    return RunDirCallback(run_dir, checkpoints, run_store(config, run_dir), best)
+    return RunDirCallback(run_dir, checkpoints, run_store(config, run_dir), best, task.monitor)
 
 
 def checkpoint_config(train: TrainConfig, task: Task) -> CheckpointConfig:

@@ -22,13 +22,10 @@ import ray.train
 import ray.train.torch
 import torch
 from botocore.exceptions import BotoCoreError
-from ray.data.collate_fn import NumpyBatchCollateFn
 
 from cluster.connect import node_resources
 from cluster.resources import ResourcePlan, shortfall
-from core.augmentation.augment import augment_batch
 from core.config.schema import ExperimentConfig
-from core.config.sections import AugmentConfig
 from core.engine import checkpoint
 from core.engine.progress import Progress
 from core.engine.stages import plan_stages
@@ -37,6 +34,7 @@ from core.engine.trainer import Restored, Trainer
 from core.profiling import startup
 from core.tasks.catalog import build_task
 from core.tasks.columns import Column, Kind
+from data_pipeline.readers.epoch_collate import EpochCollate
 from jobs._train.dashboard_metrics import DashboardMetrics
 from jobs._train.starts import SCRATCH, record_start
 from jobs._train.strategy import wrap
@@ -82,7 +80,8 @@ class RayBackend:
         self.loop_config, self.rank, self.world_size = loop_config, rank, world_size
         self.manifest = loop_config["manifest"]
         # What a batch holds is the task's, the same in every stage (stages change loss weights, not columns).
-        self.columns = build_task(ExperimentConfig.model_validate(loop_config["config"]).task, self.manifest).columns
+        self.task = build_task(ExperimentConfig.model_validate(loop_config["config"]).task, self.manifest)
+        self.columns = self.task.columns
         self.startup: dict[str, float] = {}  # core.profiling.startup marks of this worker, sent with the run's first record
         self.device = ray.train.torch.get_device()
         self.dashboard = DashboardMetrics(loop_config["run_name"], rank)
@@ -103,7 +102,7 @@ class RayBackend:
         if early is not None and early.epoch == epoch:
             return early.batches()
         augment = config.data.augment
-        collate = _Augmenting(augment, self.columns, config.seed, epoch, self.manifest["ignore_index"]) if augment else None
+        collate = EpochCollate.of(self.task, augment, config.seed, epoch, self.manifest["ignore_index"])
         batches = self.train_data.iter_torch_batches(
             batch_size=config.train.batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
             local_shuffle_seed=config.seed * 100_003 + epoch * 101 + self.rank, collate_fn=collate,
@@ -226,16 +225,6 @@ def _restore(module: torch.nn.Module, point: _RestorePoint | None, config: Exper
     optimizer = point.folder if config.scaling.strategy == "deepspeed" else point.state["optimizer"]
     from_config = (loop_config["init_checkpoint"] or {}).get("hyperparameters") == "config"
     return Restored(point.progress, point.state["train_state"], optimizer, from_config)
-
-
-class _Augmenting(NumpyBatchCollateFn):
-    """Augments in the iterator's prefetch thread, so the step does not wait for it."""
-
-    def __init__(self, config: AugmentConfig, columns: list[Column], seed: int, epoch: int, ignore_index: int):
-        self.config, self.columns, self.seed, self.epoch, self.ignore_index = config, columns, seed, epoch, ignore_index
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return augment_batch(batch, self.columns, self.config, self.seed, self.epoch, self.ignore_index)
 
 
 def _seed(seed: int) -> None:

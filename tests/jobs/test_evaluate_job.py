@@ -145,3 +145,36 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_tensors(tmp_path, t
     assert "was saved from a model of another shape than the config builds" in err
     assert "encoder.layer1.0.conv1.weight: [64, 64, 1, 1] in the checkpoint, [64, 64, 3, 3] in this model" in err
     assert not (run_dir / "eval_val").exists()
+
+
+def test_the_implicit_task_exports_each_reconstruction_as_an_obj_named_by_sample(tmp_path, tiny_bodies):
+    from pytorch3d.io import load_obj
+
+    from core.evaluation import surfaces
+
+    overrides = ["task.implicit={features: 8, levels: 2, mlp: [16], resolution: 16}"]
+    config = load_config(DEFAULT_CONFIG.parent / "implicit.yaml", [f"data.uri={tiny_bodies}", *overrides])
+    manifest = read_manifest(DataStore.at(tiny_bodies))
+    torch.manual_seed(0)
+    model = build_task(config.task, manifest).build_model()
+    with torch.no_grad():  # output weights large enough that the untrained network's occupancy crosses 0.5 in the box
+        model.mlp.out.bias.fill_(0.0)
+        model.mlp.out.weight.normal_(0, 0.5)
+    run_dir = tmp_path / "run"
+    saved = run_dir / "ray_train" / "checkpoint_0"
+    checkpoint.save(saved, model, torch.optim.SGD(model.parameters(), lr=0.1), {"epoch": 0})
+    (run_dir / "config.yaml").write_text(to_yaml(config))
+    (run_dir / "summary.json").write_text(json.dumps({"checkpoint": str(saved)}))
+    assert evaluate_job.main([str(run_dir), "--export", str(tmp_path / "meshes")]) == 0
+    written = sorted(path.stem for path in (tmp_path / "meshes").glob("*.obj"))
+    assert written == [f"val-{i:05d}" for i in range(manifest["splits"]["val"]["rows"])]
+    task = build_task(config.task, manifest)
+    batch = next(split_batches(DataStore.at(tiny_bodies), manifest, "val", task.columns, 4))
+    inputs, _ = task.split_batch(batch, torch.device("cpu"))
+    model.eval()
+    verts, faces = surfaces.reconstructions(model(inputs))[0]
+    read_verts, read_faces, _ = load_obj(tmp_path / "meshes" / "val-00000.obj", load_textures=False)
+    assert len(faces) > 0 and torch.allclose(read_verts, verts, atol=1e-5) and torch.equal(read_faces.verts_idx, faces)
+    metrics = json.loads((run_dir / "eval_val" / "metrics.json").read_text())
+    assert {"chamfer_cm", "p2s_cm", "normal_cos", "iou"} <= set(metrics["metrics"])
+    assert {"visual_hull_chamfer_cm", "mean_shape_chamfer_cm"} <= set(metrics["baselines"])

@@ -30,10 +30,13 @@ def test_prints_the_models_figures_at_the_given_input_size(tiny_dataset, capsys)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_config_is_summarised(name, tiny_dataset, capsys):
-    """Each task's model is fed one sample made from the columns it declares (the mesh task's camera included)."""
-    config = load_config(DEFAULT_CONFIG.parent / name, [f"data.uri={tiny_dataset}"])
-    assert summary.main(_args(tiny_dataset, DEFAULT_CONFIG.parent / name)) == 0, capsys.readouterr().err
+def test_every_experiment_config_is_summarised(name, request, capsys):
+    """Each task's model is fed one sample made from the columns it declares (the mesh task's camera included),
+    on the kind of synthetic data its config generates."""
+    config = load_config(DEFAULT_CONFIG.parent / name)
+    data = request.getfixturevalue("tiny_bodies" if config.data.synthetic.kind == "bodies" else "tiny_dataset")
+    config = load_config(DEFAULT_CONFIG.parent / name, [f"data.uri={data}"])
+    assert summary.main(_args(data, DEFAULT_CONFIG.parent / name)) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert f"{config.task.name} {config.task.model_label}, one sample of" in out and "Total params:" in out
 
