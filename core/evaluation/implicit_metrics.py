@@ -17,6 +17,7 @@ Workers add up sums and counts, so the figures do not depend on how many workers
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -52,9 +53,11 @@ class ImplicitMetrics:
             self.sums += torch.cat([torch.tensor([model], dtype=torch.float64), self.cache[key]])
             self.counts += torch.tensor([1.0, float(surfaces.is_empty(verts, faces))], dtype=torch.float64)
 
+    @cached_property
+    def mean_surface(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return surfaces.surface(self.mean_grid, 0.5)
+
     def _baselines(self, sample: dict) -> torch.Tensor:
-        if not hasattr(self, "mean_surface"):
-            self.mean_surface = surfaces.surface(self.mean_grid, 0.5)
         hull = visual_hull(sample["mask"], sample["camera"], sample["surface_points"], self.resolution)
         return torch.tensor([self._figures(self.mean_surface, sample_grid(self.mean_grid, sample["points"]) > 0.5, sample),
                              self._figures(surfaces.surface(hull, 0.5), sample_grid(hull, sample["points"]) > 0.5, sample)],

@@ -22,11 +22,18 @@ def _alive(ref: SampleLogRef) -> bool:
     return True
 
 
+def _gone_within(ref: SampleLogRef, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(ref) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not _alive(ref)
+
+
 def test_bad_samples_of_several_tasks_reach_one_log_once_each_and_reading_ends_it(local_ray):  # noqa: F811
     ref = SampleLogRef.beside_driver()
     ray.get([_skip.remote(ref, f"sample-{i % 2}") for i in range(4)])
     assert sorted(record["sample_id"] for record in ref.close()) == ["sample-0", "sample-1"]
-    assert not _alive(ref)
+    assert _gone_within(ref, 30), "ray.kill is asynchronous: the log goes, though not always before the next call"
 
 
 def test_runs_have_logs_of_their_own(local_ray):  # noqa: F811
@@ -51,8 +58,5 @@ def test_a_log_goes_with_its_driver_when_the_driver_goes_without_reading_it(loca
     ray.get(_skip.remote(ref, "sample-0"))
     assert _alive(ref)
     ray.kill(driver)  # stopped from outside (a scheduler, a killed job) before it read its log
-    deadline = time.monotonic() + 30
-    while _alive(ref) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _alive(ref)
+    assert _gone_within(ref, 30)
 
