@@ -26,12 +26,16 @@ def _run_dir(tmp_path, tiny_dataset, overrides=()):
     manifest = read_manifest(DataStore.at(tiny_dataset))
     torch.manual_seed(0)
     model = build_task(config.task, manifest).build_model()
+    return _saved_run(tmp_path, config, model), config, manifest, model
+
+
+def _saved_run(tmp_path, config, model):
     run_dir = tmp_path / "run"
     saved = run_dir / "ray_train" / "checkpoint_0"
     checkpoint.save(saved, model, torch.optim.SGD(model.parameters(), lr=0.1), {"epoch": 0})
     (run_dir / "config.yaml").write_text(to_yaml(config))
     (run_dir / "summary.json").write_text(json.dumps({"checkpoint": str(saved)}))
-    return run_dir, config, manifest, model
+    return run_dir
 
 
 def test_scores_the_split_and_exports_one_png_per_sample(tmp_path, tiny_dataset):
@@ -160,11 +164,7 @@ def test_the_implicit_task_exports_each_reconstruction_as_an_obj_named_by_sample
     with torch.no_grad():  # output weights large enough that the untrained network's occupancy crosses 0.5 in the box
         model.mlp.out.bias.fill_(0.0)
         model.mlp.out.weight.normal_(0, 0.5)
-    run_dir = tmp_path / "run"
-    saved = run_dir / "ray_train" / "checkpoint_0"
-    checkpoint.save(saved, model, torch.optim.SGD(model.parameters(), lr=0.1), {"epoch": 0})
-    (run_dir / "config.yaml").write_text(to_yaml(config))
-    (run_dir / "summary.json").write_text(json.dumps({"checkpoint": str(saved)}))
+    run_dir = _saved_run(tmp_path, config, model)
     assert evaluate_job.main([str(run_dir), "--export", str(tmp_path / "meshes")]) == 0
     written = sorted(path.stem for path in (tmp_path / "meshes").glob("*.obj"))
     assert written == [f"val-{i:05d}" for i in range(manifest["splits"]["val"]["rows"])]
