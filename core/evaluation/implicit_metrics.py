@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from core.engine.distributed import all_reduce_sum
 from core.evaluation import surfaces
+from core.tasks.implicit.body_field import grid_points
 
 PREDICTORS = ("model", "mean_shape", "visual_hull")
 FIGURES = ("p2s", "chamfer", "normal", "intersection", "union")
@@ -98,9 +99,7 @@ def sample_grid(grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
 
 def visual_hull(mask: torch.Tensor, camera: torch.Tensor, surface_points: torch.Tensor, resolution: int) -> torch.Tensor:
     """(R, R, R) occupancy: inside where the point projects into the mask and lies within the body's depth range."""
-    axis = torch.linspace(-1, 1, resolution)
-    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
-    lattice = torch.stack([x.reshape(-1), y.reshape(-1), z.reshape(-1)], -1)
+    lattice = torch.from_numpy(grid_points(resolution)).float()
     projected = lattice @ camera[:, :3].T.float() + camera[:, 3].float()
     seen = F.grid_sample(mask[None, None].float(), projected[None, :, None, :2], mode="nearest", align_corners=False)[0, 0, :, 0]
     depth = surface_points[:, 2]

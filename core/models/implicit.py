@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.tasks.implicit.body_field import BONES
+from core.tasks.implicit.body_field import BONES, grid_points
 
 OUTSIDE_LOGIT = -20.0  # sigmoid(-20) = 2e-9: a point outside the image
 
@@ -74,9 +74,7 @@ class PixelAlignedNet(nn.Module):
     def grid(self, features: torch.Tensor, camera: torch.Tensor, joints: torch.Tensor | None) -> torch.Tensor:
         """(B, R, R, R) occupancy over the box [-1, 1]^3, indexed z, y, x (marching cubes' order)."""
         r = self.resolution
-        axis = torch.linspace(-1, 1, r, device=features.device)
-        z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
-        lattice = torch.stack([x.reshape(-1), y.reshape(-1), z.reshape(-1)], -1)
+        lattice = torch.from_numpy(grid_points(r)).to(features.device, torch.float32)
         batch = len(features)
         per_call = max(1, self.chunk // batch)
         logits = [self.query(features, part.expand(batch, -1, -1), camera, joints) for part in lattice.split(per_call)]
