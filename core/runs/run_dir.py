@@ -4,6 +4,7 @@
     env.json        interpreter, packages, git commit, devices (core.runs.environment)
     code.patch      uncommitted changes to tracked files at launch
     metrics.jsonl   one JSON object per report
+    history.csv     metrics.jsonl as a table, one row per epoch, and the same as history.xlsx (core.runs.history)
     summary.json    status, epochs, best and last metrics, baselines, wall time, checkpoint
     tb/             TensorBoard event files
 """
@@ -21,6 +22,7 @@ import yaml
 
 from core.config.schema import ExperimentConfig
 from core.config.loading import to_yaml
+from core.runs import history
 from core.runs.environment import describe, uncommitted_patch
 
 METRICS = "metrics.jsonl"
@@ -90,6 +92,7 @@ class RunLogger:
     def log(self, record: dict[str, Any], step: int, images: list[np.ndarray] = (), meshes: list[dict[str, np.ndarray]] = ()) -> None:
         with open(self.folder / METRICS, "a") as handle:
             handle.write(json.dumps(_finite(record)) + "\n")
+        history.write(self.folder, read_metrics(self.folder))
         for key, value in record.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(key, value, step)

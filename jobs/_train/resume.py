@@ -16,6 +16,7 @@ from core.engine import checkpoint
 from core.config.schema import ExperimentConfig
 from core.config.loading import load_config
 from core.engine.progress import Progress
+from core.runs import history
 from core.runs.run_dir import METRICS, read_metrics
 
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # where Ray Train lists the checkpoints it registered
@@ -91,5 +92,6 @@ def drop_records_after(run_dir: Path, epoch: int) -> int:
         partial = run_dir / f".{METRICS}.partial"
         partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(partial, run_dir / METRICS)
+        history.write(run_dir, kept)
     return len(records) - len(kept)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from core.runs import run_dir as runs
+from core.runs import history, run_dir as runs
 from core.config.schema import ExperimentConfig
 from core.config.loading import validate
 from core.runs.run_dir import TRAIN_STORAGE
@@ -23,7 +23,7 @@ from data_pipeline.storage.datastore import DataStore
 from jobs._train.best_checkpoints import BestCheckpoints
 
 RUN_START_FILES = ["config.yaml", "env.json", "code.patch"]  # copied when the run starts, so S3 holds what --resume needs
-RUN_FILES = [*RUN_START_FILES, runs.METRICS, runs.TENSORBOARD]  # copied after each epoch where changed
+RUN_FILES = [*RUN_START_FILES, runs.METRICS, history.CSV, history.XLSX, runs.TENSORBOARD]  # copied after each epoch where changed
 
 
 def run_store(config: ExperimentConfig, run_dir: Path) -> DataStore | None:
@@ -121,6 +121,8 @@ def _restore_lost_records(run_dir: Path, checkpoints: CheckpointStorage) -> int:
         for result in lost:
             folder = checkpoints.display(posixpath.join(checkpoints.root, result["checkpoint_dir_name"]))
             handle.write(json.dumps({**result["metrics"], "checkpoint": folder}) + "\n")
+    if lost:
+        history.write(run_dir, runs.read_metrics(run_dir))
     return len(lost)
 
 

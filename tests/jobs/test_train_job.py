@@ -1,10 +1,12 @@
 """The main job end to end on tiny data: 2 Ray Train workers, three epochs, a complete run directory."""
+import csv
 import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -54,6 +56,18 @@ def test_metrics_and_summary_agree(finished_run):
     assert summary["best"]["val/miou"] == max(r["val/miou"] for r in records)
     assert summary["baselines"]["baseline/majority_class_miou"] > 0
     assert summary["data"]["train"] == 16 and summary["data"]["val"] == 8
+
+
+def test_the_history_tables_hold_metrics_jsonl_one_row_per_epoch(finished_run):
+    records = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    sheet = openpyxl.load_workbook(finished_run / "history.xlsx").active
+    header, *rows = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert header[:4] == ["epoch", "stage", "wall_time_s", "lr"] and {"train/loss", "val/miou"} <= set(header)
+    assert rows == [[record.get(key) for key in header] for record in records]
+    assert 0 < rows[0][2] < rows[1][2] < rows[2][2]  # wall time grows with the epochs
+    with open(finished_run / "history.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [float(row["val/miou"]) for row in table] == [r["val/miou"] for r in records]
 
 
 def test_the_last_checkpoint_is_kept_and_a_copy_of_the_best(finished_run):
