@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from pathlib import Path
 
 import ray
@@ -33,7 +34,7 @@ def connect(config: RayConfig, code_root: Path) -> None:
             runtime_env["env_vars"] = {RAY_DATA_LOGGING: str(RAY_DATA_LOGGING_FILE)}
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
         return
-    with worker_environment(code_root):
+    with worker_environment(code_root, config.node_ip_address):
         ray.init(
             address="local",  # a new instance even where `ray start` left one running: that one is named by RAY_ADDRESS
             num_cpus=config.num_cpus or os.cpu_count(),
@@ -44,7 +45,7 @@ def connect(config: RayConfig, code_root: Path) -> None:
 
 
 @contextlib.contextmanager
-def worker_environment(code_root: Path):
+def worker_environment(code_root: Path, node_ip_address: str):
     """Around ray.init starting a local instance: what its workers find in their environment.
 
     They inherit it from the raylet, which ray.init starts from this process; os.environ is as it was
@@ -57,7 +58,8 @@ def worker_environment(code_root: Path):
     # A machine of its own is never preempted: Ray Train's preemption watcher, a process started with every
     # run, would only take CPU from the model build (1.0 s of it on 2 cores: bench.startup_pairs, README "Startup").
     values = {"PYTHONPATH": pythonpath, PREEMPTION_WATCHER: os.environ.get(PREEMPTION_WATCHER, "0"),
-              RAY_DATA_LOGGING: os.environ.get(RAY_DATA_LOGGING, str(code_root / RAY_DATA_LOGGING_FILE))}
+              RAY_DATA_LOGGING: os.environ.get(RAY_DATA_LOGGING, str(code_root / RAY_DATA_LOGGING_FILE)),
+              **_own_address(node_ip_address)}
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -68,6 +70,17 @@ def worker_environment(code_root: Path):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _own_address(node_ip_address: str) -> dict[str, str]:
+    """The instance's GCS port, chosen here, and its address for the workers. Ray Train's own actors find
+    the cluster through the state API, which without RAY_ADDRESS looks for every Ray on the machine and
+    fails ("Found multiple active Ray instances") where a second one runs: a second run, a test, a
+    `ray start`. The run then waited forever for workers its placement-group cleaner never saw."""
+    with socket.socket() as sock:
+        sock.bind((node_ip_address, 0))
+        port = sock.getsockname()[1]
+    return {"RAY_GCS_SERVER_PORT": str(port), "RAY_ADDRESS": f"{node_ip_address}:{port}"}
 
 
 def node_resources() -> list[dict[str, float]]:

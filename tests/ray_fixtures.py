@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def start_local_ray(include_dashboard: bool):
     extra = {"dashboard_host": "127.0.0.1", "dashboard_port": free_port()} if include_dashboard else {}
-    with worker_environment(REPO):  # as jobs start theirs (cluster.connect)
+    with worker_environment(REPO, "127.0.0.1"):  # as jobs start theirs (cluster.connect)
         ray.init(
             address="local",  # never another test session's Ray, nor a Cluster's head of this machine
             num_cpus=2,

@@ -43,7 +43,8 @@ def ray_head(num_cpus: int, env: dict[str, str], extra_args: list[str] = (), log
                f"--metrics-export-port={ports['metrics']}", f"--ray-client-server-port={ports['client']}",
                f"--dashboard-agent-listen-port={ports['agent']}", f"--temp-dir={temp_dir}", *extra_args]
     output = open(log or os.devnull, "w")
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    own = {"RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"}  # its workers find their own Ray among others (cluster.connect)
+    process = subprocess.Popen(command, env={**os.environ, **env, **own}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     head = Head(process.pid, f"127.0.0.1:{ports['gcs']}", f"http://127.0.0.1:{ports['dashboard']}", ports["metrics"], temp_dir)
     try:
         _wait_for_port(ports["dashboard"], process, timeout=90)

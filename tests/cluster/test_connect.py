@@ -28,14 +28,17 @@ def test_a_local_instance_imports_this_code_and_starts_no_preemption_watcher(con
     def worker_view():
         import cluster.connect as module
 
-        return os.environ.get(PREEMPTION_WATCHER), module.__file__, os.environ.get("PYTHONPATH")
+        return os.environ.get(PREEMPTION_WATCHER), module.__file__, os.environ.get("PYTHONPATH"), os.environ.get("RAY_ADDRESS")
 
-    watcher, module_file, pythonpath = ray.get(worker_view.remote())
+    watcher, module_file, pythonpath, address = ray.get(worker_view.remote())
     assert watcher == "0"  # Ray Train's controller reads it: a machine of its own is never preempted
     assert module_file == str(REPO / "cluster" / "connect.py") and pythonpath == f"{REPO}{os.pathsep}/elsewhere"
     # The workers inherit it from the raylet: no runtime_env, which would keep Ray's prestarted workers from them.
     assert ray.get_runtime_context().runtime_env == {}
     assert PREEMPTION_WATCHER not in os.environ and os.environ["PYTHONPATH"] == "/elsewhere", "the driver's own is as it was"
+    # Ray Train's actors use the state API, which without it fails where a second Ray runs on the machine.
+    gcs_port = ray.get_runtime_context().gcs_address.rsplit(":", 1)[1]  # announced on the machine's address, reached on loopback
+    assert address == f"127.0.0.1:{gcs_port}" and "RAY_ADDRESS" not in os.environ
 
 
 def test_ray_data_in_a_local_instance_logs_warnings_to_the_console_and_the_rest_to_its_file_only(connected):

@@ -31,16 +31,20 @@ EPOCHS = 4
 def cluster():
     # No CPUs on the head: every worker lands on a node the test can remove (the driver's cannot be).
     # Nodes take the machine's address: a head on 127.0.0.1 announced its GCS on eth0's and was never reached.
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
-        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})  # a lost node is noticed in 3 s, not 15
-    try:
-        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-        ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        port = free_port()  # named to every node's processes, which find their own Ray among others (cluster.connect)
+        env.setenv("RAY_GCS_SERVER_PORT", str(port))
+        env.setenv("RAY_ADDRESS", f"{ray.util.get_node_ip_address()}:{port}")
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})  # a lost node is noticed in 3 s, not 15
+        try:
+            pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+            ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
 
 
 @pytest.fixture
