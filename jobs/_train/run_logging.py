@@ -6,7 +6,6 @@ land beside config.yaml even when the workers run on other machines.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from ray.train import Checkpoint, UserCallback
 
 from core.engine.checkpoint import load_meshes, load_previews
 from jobs._train.resume import CheckpointStorage
-from core.runs.run_dir import RunLogger, read_metrics
+from core.runs.run_dir import RunLogger
 from data_pipeline.storage.datastore import DataStore
 from jobs._train.best_checkpoints import BestCheckpoints
 from jobs._train.run_storage import RUN_FILES, copy_run_files
@@ -29,11 +28,9 @@ class RunDirCallback(UserCallback):
         self.remote = remote  # the run's S3 folder (output.storage), where the files are copied each epoch
         self._logger: RunLogger | None = None  # made on first use: a SummaryWriter cannot be pickled
         self._copied: dict[str, tuple] = {}  # the run files uploaded so far, as copy_run_files keeps them
-        self._clock = time.time() - _trained_for(run_dir)  # a resumed run's wall time goes on from its last record
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
         record = dict(metrics[0])  # rank 0's figures, already reduced over all workers, as Ray Train keeps them
-        record["wall_time_s"] = round(time.time() - self._clock, 1)
         images, meshes = [], []
         if checkpoint is not None:
             record["checkpoint"] = self.checkpoints.display(checkpoint.path)
@@ -46,12 +43,6 @@ class RunDirCallback(UserCallback):
         self._logger.log(record, step=int(record["epoch"]), images=images, meshes=meshes)
         copy_run_files(self.run_dir, self.remote, RUN_FILES, self._copied)
         print(_progress_line(record, self.monitor), file=sys.stderr, flush=True)
-
-
-def _trained_for(run_dir: Path) -> float:
-    """Seconds of wall time the run's kept records reached, 0 for a new run: the time it was down is not counted."""
-    records = read_metrics(run_dir)
-    return float(records[-1].get("wall_time_s") or 0) if records else 0.0
 
 
 def _progress_line(record: dict[str, Any], monitor: str) -> str:

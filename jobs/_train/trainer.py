@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from ray.train.torch import TorchTrainer
 from cluster.resources import ResourcePlan
 from core.config.schema import ExperimentConfig
 from core.config.sections import FailureSettings, TrainConfig
-from core.runs.run_dir import TRAIN_STORAGE
+from core.runs.run_dir import TRAIN_STORAGE, read_metrics
 from core.engine.stages import largest_batch
 from core.tasks.base import Task
 from data_pipeline.readers.ray_data import read_split
@@ -40,7 +41,7 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads, "plan": asdict(plan),
                            "run_name": run_dir.name, "checkpoints": checkpoints.uri, "init_checkpoint": init_checkpoint, "resumes": resumes,
-                           "live_tensorboard": live_tensorboard},
+                           "live_tensorboard": live_tensorboard, "clock": time.time() - _trained_for(run_dir)},
         scaling_config=scaling_config(plan),
         datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, plan.data_tasks_at_once, rules,
                                     batch_rows=largest_batch(config)) for split in ("train", "val")},
@@ -57,6 +58,13 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
+
+
+def _trained_for(run_dir: Path) -> float:
+    """The wall time the run's kept records reached, 0 for a new run: a resumed run's goes on from there,
+    without the time it was down."""
+    records = read_metrics(run_dir)
+    return float(records[-1].get("wall_time_s") or 0) if records else 0.0
 
 
 def _run_dir_callback(config: ExperimentConfig, task: Task, run_dir: Path) -> RunDirCallback:

@@ -11,6 +11,7 @@ import itertools
 import logging
 import random
 import threading
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
@@ -128,6 +129,8 @@ class RayBackend:
             actor.add.remote(step, scalars)
 
     def report(self, record: dict[str, Any], folder: Path | None) -> None:
+        # Reported, not added by the driver's callback: Ray Train keeps it with the checkpoint, where a record lost on the way is restored from
+        record["wall_time_s"] = round(time.time() - self.loop_config["clock"], 1)
         if self.startup:
             record["startup"], self.startup = self.startup, {}
         try:
