@@ -14,7 +14,6 @@ from core.runs.run_dir import METRICS, SUMMARY, read_metrics
 
 # Keys that label a run rather than change what it trains: ignored when grouping an ablation.
 LABEL_KEYS = ("name", "output.")
-LOSS_WEIGHTS = "task.loss.weights."
 
 
 @dataclass
@@ -54,10 +53,7 @@ def row(run: Run) -> dict[str, Any]:
     monitor = summary.get("monitor", "val/miou")
     best = summary.get("best") or {}
     last = summary.get("last") or {}
-    weights = dict(config["task"]["loss"]["weights"] or {})
-    distill = config["task"].get("distill")
-    if distill:  # the KD terms' weights live in their own section
-        weights.update(kd_pixel=distill["weights"]["pixel"], kd_pair=distill["weights"]["pair"])
+    weights = _with_distillation(config, config["task"]["loss"]["weights"])
     data = summary.get("data", {})
     return {
         "run": run.name,
@@ -80,12 +76,63 @@ def row(run: Run) -> dict[str, Any]:
 
 
 def ablation_groups(runs: list[Run]) -> list[list[Run]]:
-    """Sets of two or more runs whose configs differ only in loss weights (and labels)."""
+    """Sets of two or more runs whose configs differ only in loss weights, the stages' included (and labels)."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        key = {k: v for k, v in run.flat_config.items() if not k.startswith((LOSS_WEIGHTS, *LABEL_KEYS))}
+        key = {k: v for k, v in flatten(_without_loss_weights(run.config)).items() if not k.startswith(LABEL_KEYS)}
         groups.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(run)
-    return [group for group in groups.values() if len({json.dumps(r.config["task"]["loss"]["weights"], sort_keys=True) for r in group}) > 1]
+    return [group for group in groups.values() if len({json.dumps(stage_loss_weights(r.config), sort_keys=True) for r in group}) > 1]
+
+
+def stage_loss_weights(config: dict[str, Any]) -> list[dict[str, float]]:
+    """The loss weights each stage trains with (a stage's loss_weights replace the task's), or the task's alone."""
+    base = config["task"]["loss"]["weights"]
+    return [_with_distillation(config, stage.get("loss_weights") or base) for stage in config.get("stages") or []] \
+        or [_with_distillation(config, base)]
+
+
+def losses_on(config: dict[str, Any]) -> dict[str, bool]:
+    """Every loss the run names, in order, and whether it was on (weight > 0) in any stage."""
+    on: dict[str, bool] = {}
+    for weights in stage_loss_weights(config):
+        for name, weight in weights.items():
+            on[name] = on.get(name, False) or weight > 0
+    return on
+
+
+def ablation_table(group: list[Run]) -> tuple[list[dict[str, Any]], set[tuple[int, str]]]:
+    """The team's ablation table: a row per run, a V column per loss that was on, the monitored metric beside;
+    and the (row, column) cells that are best in their column, by the metric's direction."""
+    names = list(dict.fromkeys(name for run in group for name in losses_on(run.config)))
+    rows = []
+    for run in group:
+        on = losses_on(run.config)
+        metrics = {k: v for k, v in row(run).items() if k.startswith(("best ", "last "))}
+        rows.append({"run": run.name, **{name: "V" if on.get(name) else "" for name in names}, **metrics})
+    best = set()
+    for column in (k for k in rows[0] if k.startswith(("best ", "last "))):
+        mode = group[0].summary.get("monitor_mode", "max")
+        scored = [r[column] for r in rows if isinstance(r.get(column), (int, float))]
+        if scored:
+            top = (max if mode == "max" else min)(scored)
+            best |= {(index, column) for index, r in enumerate(rows) if r.get(column) == top}
+    return rows, best
+
+
+def _with_distillation(config: dict[str, Any], weights: dict[str, float] | None) -> dict[str, float]:
+    weights = dict(weights or {})
+    distill = config["task"].get("distill")
+    if distill:  # the KD terms' weights live in their own section
+        weights.update(kd_pixel=distill["weights"]["pixel"], kd_pair=distill["weights"]["pair"])
+    return weights
+
+
+def _without_loss_weights(config: dict[str, Any]) -> dict[str, Any]:
+    stripped = json.loads(json.dumps(config, default=str))
+    stripped["task"]["loss"]["weights"] = None
+    for stage in stripped.get("stages") or []:
+        stage["loss_weights"] = None
+    return stripped
 
 
 def diff(a: Run, b: Run) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:

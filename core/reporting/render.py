@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from core.reporting.experiments import Run, ablation_groups, row  # noqa: E402
+from core.reporting.experiments import Run, ablation_groups, ablation_table, row  # noqa: E402
 
 SORT_SCRIPT = """
 document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEventListener("click", () => {
@@ -64,21 +64,19 @@ def _markdown(rows: list[dict], groups: list[list[Run]]) -> str:
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_fmt(r.get(k)) for k in header) + " |" for r in rows]
     lines += ["", "## Loss curves", ""] + [f"![{r['run']}](curves/{r['run']}.png)" for r in rows]
-    lines += ["", "## Ablations (runs differing only in loss weights)", ""]
+    lines += ["", "## Ablations (runs differing only in loss weights)", "",
+              "V: the loss was on (weight > 0) in at least one stage. Bold: the best in its column.", ""]
     for index, group in enumerate(groups, 1):
-        lines += [f"### Ablation {index}", "", "| run | losses | " + " | ".join(_metric_columns(group)) + " |",
-                  "|---|---|" + "---|" * len(_metric_columns(group))]
-        for run in group:
-            r = row(run)
-            lines.append(f"| {r['run']} | {r['losses']} | " + " | ".join(_fmt(r[k]) for k in _metric_columns(group)) + " |")
+        table, best = ablation_table(group)
+        header = list(table[0])
+        lines += [f"### Ablation {index}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for number, r in enumerate(table):
+            cells = (f"**{_fmt(r[k])}**" if (number, k) in best else _fmt(r[k]) for k in header)
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if not groups:
         lines.append("No set of runs differs only in loss weights.")
     return "\n".join(lines) + "\n"
-
-
-def _metric_columns(group: list[Run]) -> list[str]:
-    return [k for k in row(group[0]) if k.startswith(("best ", "last "))]
 
 
 def _html(rows: list[dict], groups: list[list[Run]], curves: dict[str, bytes]) -> str:
@@ -90,26 +88,31 @@ def _html(rows: list[dict], groups: list[list[Run]], curves: dict[str, bytes]) -
         parts.append(f"<figure><img alt='loss curves of {html.escape(name)}' src='data:image/png;base64,{encoded}'>"
                      f"<figcaption>{html.escape(name)}</figcaption></figure>")
     parts.append("</div><h2>Ablations (runs differing only in loss weights)</h2>")
+    parts.append("<p>V: the loss was on (weight &gt; 0) in at least one stage. Bold: the best in its column.</p>")
     for index, group in enumerate(groups, 1):
-        columns = ["run", "losses", *_metric_columns(group)]
-        parts += [f"<h3>Ablation {index}</h3>", _html_table([{k: row(run)[k] for k in columns} for run in group], f"ablation-{index}")]
+        table, best = ablation_table(group)
+        parts += [f"<h3>Ablation {index}</h3>", _html_table(table, f"ablation-{index}", best)]
     if not groups:
         parts.append("<p>No set of runs differs only in loss weights.</p>")
     parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)
 
 
-def _html_table(rows: list[dict], table_id: str) -> str:
+def _html_table(rows: list[dict], table_id: str, bold: set[tuple[int, str]] = frozenset()) -> str:
     if not rows:
         return "<p>No runs.</p>"
     keys = _header(rows)
     header = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     body = "".join(
-        "<tr>" + "".join(f"<td data-value='{html.escape(str(v if v is not None else ''))}'>{html.escape(_fmt(v))}</td>"
-                         for v in (r.get(k) for k in keys)) + "</tr>"
-        for r in rows
+        "<tr>" + "".join(_html_cell(r.get(k), (number, k) in bold) for k in keys) + "</tr>" for number, r in enumerate(rows)
     )
     return f"<table class='sortable' id='{table_id}'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_cell(value: Any, bold: bool) -> str:
+    shown = html.escape(_fmt(value))
+    return (f"<td data-value='{html.escape(str(value if value is not None else ''))}'>"
+            + (f"<b>{shown}</b>" if bold else shown) + "</td>")
 
 
 def _curve_png(run: Run) -> bytes:

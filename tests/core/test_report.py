@@ -51,6 +51,26 @@ def test_report_has_a_row_per_run_and_groups_the_loss_ablation(three_runs, capsy
     assert "report.html" in capsys.readouterr().out
 
 
+def test_the_ablation_table_marks_each_loss_that_was_on_and_the_best_per_column(tmp_path):
+    stages = "stages=[{name: warm, epochs: 1}, {name: fine, epochs: 1, loss_weights: {cross_entropy: 1.0, focal: %s}}]"
+    _make_run(tmp_path, "ce", [], [0.3, 0.5])
+    _make_run(tmp_path, "ce_focal", ["task.loss.weights={cross_entropy: 1.0, focal: 0.5}"], [0.35, 0.45])
+    _make_run(tmp_path, "staged", [stages % 0.0], [0.2, 0.3])
+    _make_run(tmp_path, "staged_focal", [stages % 0.5], [0.25, 0.4])  # focal on in its second stage only
+    assert report.main([str(tmp_path)]) == 0
+    ablations = (tmp_path / "report.md").read_text().split("## Ablations")[1].split("### Ablation ")[1:]
+    tables = {}
+    for section in ablations:
+        header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+        tables[len(tables)] = [dict(zip(header, row)) for row in rows]
+    by_name = {row["run"].split("_", 1)[1].rsplit("_segmentation", 1)[0]: row for table in tables.values() for row in table}
+    assert len(tables) == 2 and sorted(by_name) == ["ce", "ce_focal", "staged", "staged_focal"]
+    assert [(by_name[n]["cross_entropy"], by_name[n]["focal"]) for n in ("ce", "ce_focal", "staged", "staged_focal")] == \
+        [("V", ""), ("V", "V"), ("V", ""), ("V", "V")]
+    assert by_name["ce"]["best val/miou"] == "**0.5**" and by_name["ce_focal"]["best val/miou"] == "0.45"
+    assert by_name["staged_focal"]["last val/miou"] == "**0.4**" and by_name["staged"]["last val/miou"] == "0.3"
+
+
 def test_diff_names_the_config_keys_and_packages_that_differ(three_runs, capsys):
     _, ce, _, other_lr = three_runs
     env = json.loads((other_lr / "env.json").read_text())
