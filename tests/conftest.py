@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import faulthandler
-import os
 import sys
 from pathlib import Path
 
@@ -13,26 +12,6 @@ from core.config.sections import SyntheticConfig
 TINY_DATA = SyntheticConfig(num_train=16, num_val=8, image_size=32, views_per_scene=4, seed=7, rows_per_shard=8)
 TINY_BODIES = SyntheticConfig(kind="bodies", num_train=8, num_val=4, image_size=32, mesh_resolution=32, points_per_sample=256,
                               seed=3, rows_per_shard=4)
-
-
-# Test files run two at a time (pyproject.toml); the ones that start Ray clusters and runs go first, so that
-# the last minutes are spent on short tests in both processes, not on one long one while the other waits.
-FIRST = ("tests/jobs/", "tests/cluster/", "tests/data_pipeline/")
-
-
-def pytest_configure(config):
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # two of these processes share the machine: a torch thread each
-        import torch
-
-        torch.set_num_threads(1)
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        path = item.nodeid.split("::")[0]
-        return next((index for index, prefix in enumerate(FIRST) if path.startswith(prefix)), len(FIRST))
-
-    items.sort(key=rank)  # stable: within a rank, the collection's order
 
 
 @pytest.hookimpl(trylast=True)
