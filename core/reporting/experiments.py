@@ -110,11 +110,11 @@ def ablation_table(group: list[Run]) -> tuple[list[dict[str, Any]], set[tuple[in
         metrics = {k: v for k, v in row(run).items() if k.startswith(("best ", "last "))}
         rows.append({"run": run.name, **{name: "V" if on.get(name) else "" for name in names}, **metrics})
     best = set()
+    better = max if group[0].summary.get("monitor_mode", "max") == "max" else min  # one task in a group: one direction
     for column in (k for k in rows[0] if k.startswith(("best ", "last "))):
-        mode = group[0].summary.get("monitor_mode", "max")
         scored = [r[column] for r in rows if isinstance(r.get(column), (int, float))]
         if scored:
-            top = (max if mode == "max" else min)(scored)
+            top = better(scored)
             best |= {(index, column) for index, r in enumerate(rows) if r.get(column) == top}
     return rows, best
 
