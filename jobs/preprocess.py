@@ -92,8 +92,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--raw", type=Path, help="kitti: the raw data tree with <date>/<drive>/image_0X/data (default: --src)")
     parser.add_argument("--semantic", type=Path, help="kitti: semantic maps laid out like the raw tree (optional)")
     parser.add_argument("--crop", type=_size, default=(352, 1216), help="kitti, kitti_semantic: bottom-centre crop (default 352x1216)")
-    parser.add_argument("--kind", choices=["terrain", "bodies"], default="terrain",
-                        help="synthetic: terrain scenes, or articulated bodies for the implicit task")
+    parser.add_argument("--kind", choices=["terrain", "bodies", "rooms"], default="terrain",
+                        help="synthetic: terrain scenes, articulated bodies for the implicit task, or lit rooms for the lighting task")
     parser.add_argument("--num-train", type=int, default=256, help="synthetic: train samples")
     parser.add_argument("--num-val", type=int, default=64, help="synthetic: val samples")
     parser.add_argument("--image-size", type=int, default=64, help="synthetic: image side")

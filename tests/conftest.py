@@ -12,6 +12,8 @@ from core.config.sections import SyntheticConfig
 TINY_DATA = SyntheticConfig(num_train=16, num_val=8, image_size=32, views_per_scene=4, seed=7, rows_per_shard=8)
 TINY_BODIES = SyntheticConfig(kind="bodies", num_train=8, num_val=4, image_size=32, mesh_resolution=32, points_per_sample=256,
                               seed=3, rows_per_shard=4)
+TINY_ROOMS = SyntheticConfig(kind="rooms", num_train=4, num_val=2, image_size=24, volume_resolution=8, envmap_height=8, seed=5,
+                             rows_per_shard=2)
 
 
 @pytest.hookimpl(trylast=True)
@@ -52,4 +54,14 @@ def tiny_bodies(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("data") / "bodies"
     generate(DataStore.at(root), TINY_BODIES)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_rooms(tmp_path_factory) -> Path:
+    from data_pipeline.storage.datastore import DataStore
+    from data_pipeline.sources.synthetic_rooms import generate
+
+    root = tmp_path_factory.mktemp("data") / "rooms"
+    generate(DataStore.at(root), TINY_ROOMS)
     return root

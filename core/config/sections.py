@@ -31,16 +31,21 @@ class TaskSection(Strict):
 
 
 class SyntheticConfig(Strict):
-    """The procedural data set generated when `data.uri` holds none yet: terrain scenes, or bodies (the implicit task's)."""
+    """The procedural data set generated when `data.uri` holds none yet: terrain scenes, bodies (the implicit task's)
+    or rooms (the lighting task's)."""
 
-    kind: Literal["terrain", "bodies"] = Field("terrain", description="terrain scenes (segmentation, depth, mesh) or "
-                                                                      "articulated bodies (implicit)")
+    kind: Literal["terrain", "bodies", "rooms"] = Field("terrain", description="terrain scenes (segmentation, depth, mesh), "
+                                                                               "articulated bodies (implicit) or lit rooms (lighting)")
     num_train: int = Field(256, ge=1, description="training samples")
     num_val: int = Field(64, ge=1, description="validation samples")
     image_size: int = Field(64, ge=16, le=1024, description="side of the square rendered images, pixels")
     views_per_scene: int = Field(4, ge=1, description="terrain: camera views rendered of each generated scene")
     mesh_resolution: int = Field(64, ge=16, le=256, description="bodies: grid of the marching cubes that make the ground-truth mesh")
     points_per_sample: int = Field(2048, ge=64, description="bodies: held-out query points (and surface points) stored per sample")
+    probes_per_sample: int = Field(2, ge=1, description="rooms: probe points, each with its environment map")
+    envmap_height: int = Field(16, ge=4, le=256, description="rooms: rows of an environment map (its width is twice that)")
+    volume_resolution: int = Field(24, ge=4, le=128, description="rooms: voxels a side of the ground-truth volume")
+    volume_extent: float = Field(3.2, gt=0.5, description="rooms: metres from the camera to each face of the volume's cube")
     seed: int = Field(0, description="the scenes and views follow from it")
     rows_per_shard: int = Field(64, ge=1, description="rows per Parquet shard")
     encoding: Literal["npy", "png"] = Field("npy", description="image bytes in the shards; npy decodes faster (bench.ingest)")

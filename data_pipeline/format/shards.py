@@ -45,12 +45,18 @@ SCHEMA = pa.schema(
         ("surface_points", pa.list_(pa.float32())),  # flattened N x 3, uniform on the ground-truth mesh
         ("points", pa.list_(pa.float32())),  # flattened N x 3 held-out query points
         ("occupancy", pa.list_(pa.float32())),  # N occupancies of those points, 1 inside
+        # Synthetic rooms (data_pipeline.sources.synthetic_rooms), all in the input camera's frame
+        ("rgb_novel", pa.binary()),  # uint8 H x W x 3, the same room from a nearby pose
+        ("novel_camera", pa.list_(pa.float32(), 12)),  # row-major 4 x 3: R then T, X_novel = X R + T
+        ("probes", pa.list_(pa.float32())),  # flattened P x 3 probe points, metres
+        ("envmaps", pa.list_(pa.float32())),  # flattened P x H x 2H x 3 HDR environment maps, one per probe
+        ("volume", pa.list_(pa.float32())),  # flattened R x R x R x 5 (z, y, x): HDR colour, alpha, emitter share
     ]
 )
 
 # What each image column of the schema holds, for the checks of converted samples (core.tasks.columns).
 IMAGE_KINDS = {"rgb": Kind.IMAGE, "depth": Kind.DEPTH_MAP, "sparse_depth": Kind.DEPTH_MAP, "labels": Kind.LABEL_MAP,
-               "mask": Kind.LABEL_MAP, "normal_front": Kind.IMAGE, "normal_back": Kind.IMAGE}
+               "mask": Kind.LABEL_MAP, "normal_front": Kind.IMAGE, "normal_back": Kind.IMAGE, "rgb_novel": Kind.IMAGE}
 
 
 # Every read task decompresses its shards. A 128-row .npy shard of the synthetic set read in 2.7 ms

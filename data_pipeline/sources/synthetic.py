@@ -1,4 +1,4 @@
-"""Generate the synthetic terrain data set (or, with data.synthetic.kind: bodies, synthetic_bodies'): scenes -> rendered views -> Parquet shards + manifest.
+"""Generate the synthetic terrain data set (or, with data.synthetic.kind bodies or rooms, their sources'): scenes -> rendered views -> Parquet shards + manifest.
 
 Sample i of a split comes from scene i // views_per_scene, whose random stream is seeded by
 (seed, split, scene), so the data set is a pure function of the config and train and val never
@@ -14,7 +14,7 @@ import numpy as np
 from core.config.sections import SyntheticConfig
 from data_pipeline.format import codec, shards
 from data_pipeline.format.dataset_stats import Progress, Stats, sample_stats
-from data_pipeline.sources import synthetic_bodies
+from data_pipeline.sources import synthetic_bodies, synthetic_rooms
 from data_pipeline.sources.render import IGNORE_LABEL, View, render_views
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.sources.terrain import CLASSES, METRES_PER_UNIT, make_scene
@@ -28,6 +28,8 @@ def ensure_dataset(store: DataStore, config: SyntheticConfig) -> dict[str, Any]:
         return shards.read_manifest(store)
     if config.kind == "bodies":
         return synthetic_bodies.generate(store, config)
+    if config.kind == "rooms":
+        return synthetic_rooms.generate(store, config)
     return generate(store, config)
 
 
