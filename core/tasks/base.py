@@ -31,6 +31,7 @@ class Task(Protocol):
     inputs: list[str]  # the columns its model sees
     monitor: str  # the validation metric that ranks checkpoints
     monitor_mode: str  # "max" or "min": which way the monitored metric improves
+    # optional: metric_modes, {"val/<metric>": "max" | "min"}, which way each of its other metrics improves (jobs.report)
     loss_weights: dict[str, float]  # the configured losses by name, 0 for one that is off; losses() returns exactly these
 
     def __init__(self, config: Any, manifest: dict[str, Any]): ...

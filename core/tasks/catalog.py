@@ -16,7 +16,7 @@ from core.tasks.registry import TASK_CONFIGS, TASKS
 if TYPE_CHECKING:  # the task classes, and torch with them, are imported only when a task is built
     from core.tasks.base import Task
 
-TASK_NAMES = ("segmentation", "depth_completion", "mesh_reconstruction", "implicit")
+TASK_NAMES = ("segmentation", "depth_completion", "mesh_reconstruction", "implicit", "lighting")
 DEFAULT_TASK = "segmentation"
 
 for _name in TASK_NAMES:

@@ -34,7 +34,7 @@ def test_every_experiment_config_is_summarised(name, request, capsys):
     """Each task's model is fed one sample made from the columns it declares (the mesh task's camera included),
     on the kind of synthetic data its config generates."""
     config = load_config(DEFAULT_CONFIG.parent / name)
-    data = request.getfixturevalue("tiny_bodies" if config.data.synthetic.kind == "bodies" else "tiny_dataset")
+    data = request.getfixturevalue({"bodies": "tiny_bodies", "rooms": "tiny_rooms"}.get(config.data.synthetic.kind, "tiny_dataset"))
     config = load_config(DEFAULT_CONFIG.parent / name, [f"data.uri={data}"])
     assert summary.main(_args(data, DEFAULT_CONFIG.parent / name)) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
