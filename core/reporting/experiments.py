@@ -101,22 +101,36 @@ def losses_on(config: dict[str, Any]) -> dict[str, bool]:
 
 
 def ablation_table(group: list[Run]) -> tuple[list[dict[str, Any]], set[tuple[int, str]]]:
-    """The team's ablation table: a row per run, a V column per loss that was on, the monitored metric beside;
-    and the (row, column) cells that are best in their column, by the metric's direction."""
+    """The team's ablation table: a row per run, a V column per loss that was on, the monitored metric beside
+    and, for a task that states each metric's direction (summary.json's metric_modes), its other metrics at the
+    monitor's best epoch; and the (row, column) cells that are best in their column, by each metric's direction."""
     names = list(dict.fromkeys(name for run in group for name in losses_on(run.config)))
+    modes = _column_modes(group)
     rows = []
     for run in group:
         on = losses_on(run.config)
         metrics = {k: v for k, v in row(run).items() if k.startswith(("best ", "last "))}
-        rows.append({"run": run.name, **{name: "V" if on.get(name) else "" for name in names}, **metrics})
+        at_best = ((run.summary.get("best") or {}).get("metrics") or {})
+        rows.append({"run": run.name, **{name: "V" if on.get(name) else "" for name in names}, **metrics,
+                     **{column: at_best.get(column.removesuffix(AT_BEST)) for column in modes if column.endswith(AT_BEST)}})
     best = set()
-    better = max if group[0].summary.get("monitor_mode", "max") == "max" else min  # one task in a group: one direction
-    for column in (k for k in rows[0] if k.startswith(("best ", "last "))):
+    for column, mode in modes.items():
         scored = [r[column] for r in rows if isinstance(r.get(column), (int, float))]
         if scored:
-            top = better(scored)
+            top = (max if mode == "max" else min)(scored)
             best |= {(index, column) for index, r in enumerate(rows) if r.get(column) == top}
     return rows, best
+
+
+AT_BEST = " at best"
+
+
+def _column_modes(group: list[Run]) -> dict[str, str]:
+    """Each scored column of the ablation table and which way it improves (one task in a group: one set of directions)."""
+    summary = group[0].summary
+    monitor, mode = summary.get("monitor", "val/miou"), summary.get("monitor_mode", "max")
+    others = {f"{metric}{AT_BEST}": direction for metric, direction in (summary.get("metric_modes") or {}).items() if metric != monitor}
+    return {f"best {monitor}": mode, f"last {monitor}": mode, **others}
 
 
 def _with_distillation(config: dict[str, Any], weights: dict[str, float] | None) -> dict[str, float]:

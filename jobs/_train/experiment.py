@@ -130,6 +130,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         facts["startup"] = startup.phases({**marks, **worker_marks})
     summary = summarise(
         records, task.monitor, config.train.epochs, task.monitor_mode, **facts, wall_time_s=time.time() - started,
+        metric_modes=getattr(task, "metric_modes", {}),
         run_dir=str(run_dir), data={"uri": store.uri, **{s: v["rows"] for s, v in manifest["splits"].items()}},
     )
     if not summary_written_since(run_dir, started):

@@ -170,7 +170,7 @@ def write_trial_summaries(rows: list[dict[str, Any]], sweep: SweepConfig, manife
             continue
         summary = summarise(runs.read_metrics(folder), task.monitor, base.train.epochs, task.monitor_mode,
                             status=row["status"], error=None, checkpoint=None, wall_time_s=row["wall time (s)"],
-                            run_dir=str(folder))
+                            run_dir=str(folder), metric_modes=getattr(task, "metric_modes", {}))
         runs.write_json(folder / runs.SUMMARY, summary)
 
 

@@ -126,3 +126,31 @@ def test_a_distilled_run_shows_its_kd_terms_and_its_teacher(tmp_path):
     assert report.main([str(tmp_path)]) == 0
     line = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith(f"| {student.name} |"))
     assert "| cross_entropy x1, kd_pixel x0.5, kd_pair x2 | fpn-mobilenet_v2+kd |" in line and f"| {teacher.name} |" in line
+
+
+def test_the_lighting_loss_sweep_reports_a_row_per_combination_with_its_losses_marked(tmp_path):
+    """Each grid point of configs/sweeps/lighting_losses.yaml becomes a trial config as jobs.tune makes it (the sweep's
+    overrides and the point), run folders are written for them, and jobs.report's ablation table is read back."""
+    from core.config.loading import format_override
+    from core.config.sweep import load_sweep
+
+    sweep = load_sweep(REPO / "configs" / "sweeps" / "lighting_losses.yaml")
+    points = sweep.space["task.loss.weights"].grid
+    for index, weights in enumerate(points):
+        config = load_config(REPO / sweep.base, [*sweep.overrides, f"output.root={tmp_path}", f"name=trial{index}",
+                                                 format_override("task.loss.weights", weights)])
+        folder = runs.create(config, REPO)
+        logger = runs.RunLogger(folder)
+        logger.log({"epoch": 1, "val/envmap_rmse": 0.5 - 0.01 * index, "val/novel_psnr": 20.0 + (index == 2)}, step=1)
+        logger.close()
+        runs.write_json(folder / runs.SUMMARY, summarise(runs.read_metrics(folder), "val/envmap_rmse", 1, "min", status="completed",
+                                                         metric_modes={"val/envmap_rmse": "min", "val/novel_psnr": "max"}))
+    assert report.main([str(tmp_path)]) == 0
+    (section,) = (tmp_path / "report.md").read_text().split("## Ablations")[1].split("### Ablation ")[1:]
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    table = {int(row["run"].split("trial")[1].split("_")[0]): row for row in (dict(zip(header, cells)) for cells in rows)}
+    assert sorted(table) == list(range(len(points)))
+    for index, weights in enumerate(points):
+        assert {name for name in weights if table[index][name] == "V"} == {name for name, w in weights.items() if w > 0}
+    assert table[len(points) - 1]["best val/envmap_rmse"].startswith("**"), "the lowest RMSE is marked"
+    assert [index for index in table if table[index]["val/novel_psnr at best"].startswith("**")] == [2], "the highest PSNR"
