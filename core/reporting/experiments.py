@@ -113,6 +113,8 @@ def ablation_table(group: list[Run]) -> tuple[list[dict[str, Any]], set[tuple[in
         at_best = ((run.summary.get("best") or {}).get("metrics") or {})
         rows.append({"run": run.name, **{name: "V" if on.get(name) else "" for name in names}, **metrics,
                      **{column: at_best.get(column.removesuffix(AT_BEST)) for column in modes if column.endswith(AT_BEST)}})
+    empty = [column for column in modes if not any(isinstance(r.get(column), (int, float)) for r in rows)]
+    rows = [{k: v for k, v in r.items() if k not in empty or not k.endswith(AT_BEST)} for r in rows]  # e.g. an absent LPIPS
     best = set()
     for column, mode in modes.items():
         scored = [r[column] for r in rows if isinstance(r.get(column), (int, float))]

@@ -144,7 +144,8 @@ def test_the_lighting_loss_sweep_reports_a_row_per_combination_with_its_losses_m
         logger.log({"epoch": 1, "val/envmap_rmse": 0.5 - 0.01 * index, "val/novel_psnr": 20.0 + (index == 2)}, step=1)
         logger.close()
         runs.write_json(folder / runs.SUMMARY, summarise(runs.read_metrics(folder), "val/envmap_rmse", 1, "min", status="completed",
-                                                         metric_modes={"val/envmap_rmse": "min", "val/novel_psnr": "max"}))
+                                                         metric_modes={"val/envmap_rmse": "min", "val/novel_psnr": "max",
+                                                                       "val/novel_lpips": "min"}))
     assert report.main([str(tmp_path)]) == 0
     (section,) = (tmp_path / "report.md").read_text().split("## Ablations")[1].split("### Ablation ")[1:]
     header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
@@ -154,3 +155,4 @@ def test_the_lighting_loss_sweep_reports_a_row_per_combination_with_its_losses_m
         assert {name for name in weights if table[index][name] == "V"} == {name for name, w in weights.items() if w > 0}
     assert table[len(points) - 1]["best val/envmap_rmse"].startswith("**"), "the lowest RMSE is marked"
     assert [index for index in table if table[index]["val/novel_psnr at best"].startswith("**")] == [2], "the highest PSNR"
+    assert "val/novel_lpips at best" not in header, "a metric no run has (LPIPS without its weights) gets no column"
