@@ -30,6 +30,13 @@ class TaskSection(Strict):
     pixels_may_move: ClassVar[bool] = True  # False where labels are tied to the pixels by more than the columns' kinds say
 
 
+def one_of_variants(inputs: list[str], variants: tuple[list[str], ...]) -> list[str]:
+    """A task's `inputs` validated against the combinations its model is built for."""
+    if inputs not in variants:
+        raise ValueError(f"inputs {inputs} is not one of the variants {[list(v) for v in variants]}")
+    return inputs
+
+
 class SyntheticConfig(Strict):
     """The procedural data set generated when `data.uri` holds none yet: terrain scenes, bodies (the implicit task's)
     or rooms (the lighting task's)."""

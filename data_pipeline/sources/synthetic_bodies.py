@@ -1,7 +1,7 @@
 """Generate the synthetic bodies data set: bodies -> mesh, pictures and points -> Parquet shards + manifest.
 
-Sample i of a split comes from the random stream seeded by (seed, split, i), so the data set is a
-pure function of the config. Each row holds the pictures (rgb, mask, normal_front, normal_back),
+Sample i of a split comes from the random stream seeded by (seed, split, i) (sample_splits), so the
+data set is a pure function of the config. Each row holds the pictures (rgb, mask, normal_front, normal_back),
 the camera, the body's parts (its analytic field) and skeleton, the ground-truth mesh, points on
 its surface, and held-out query points with their exact occupancy (the validation split scores
 on them; training draws its own each epoch, core.tasks.implicit.task). The manifest carries the
@@ -16,12 +16,12 @@ import numpy as np
 from core.config.sections import SyntheticConfig
 from core.tasks.implicit.body_field import draw_points, grid_points, signed_distance
 from data_pipeline.format import codec, shards
-from data_pipeline.format.dataset_stats import Progress, Stats, sample_stats
+from data_pipeline.format.dataset_stats import Stats, sample_stats
 from data_pipeline.sources.bodies import BODY_PARTS, make_body
 from data_pipeline.sources.body_render import CAMERA, render_body
+from data_pipeline.sources.sample_splits import manifest_head, write_splits
 from data_pipeline.storage.datastore import DataStore
 
-SPLITS = ("train", "val")
 CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "body", "color": [230, 190, 150]}]
 IGNORE_LABEL = 255
 MEAN_SHAPE_RESOLUTION = 24
@@ -29,30 +29,17 @@ HELD_OUT_SIGMA = 0.05  # metres: how far the held-out points stray from the surf
 
 
 def generate(store: DataStore, config: SyntheticConfig) -> dict[str, Any]:
-    store.remove()  # holds no manifest, so anything there is the leftover of an interrupted write
-    splits, stats = {}, Stats(len(CLASSES))
+    stats = Stats(len(CLASSES))
     occupancy = np.zeros(MEAN_SHAPE_RESOLUTION**3)
-    for split_index, split in enumerate(SPLITS):
-        count = config.num_train if split == "train" else config.num_val
-        writer = shards.ShardWriter(store, split, config.rows_per_shard)
-        progress = Progress(f"generating {split} bodies", count)
-        for index in range(count):
-            rng = np.random.default_rng(np.random.SeedSequence([config.seed, split_index, index]))
-            row, body, views = _sample(f"{split}-{index:05d}", rng, config)
-            writer.add(row)
-            if split == "train":
-                stats.add(sample_stats(views.rgb, None, views.mask, len(CLASSES), IGNORE_LABEL))
-                occupancy += signed_distance(grid_points(MEAN_SHAPE_RESOLUTION), body.primitives) < 0
-            progress.step()
-        splits[split] = writer.close()
+
+    def add(made) -> None:
+        body, views = made
+        stats.add(sample_stats(views.rgb, None, views.mask, len(CLASSES), IGNORE_LABEL))
+        occupancy[:] += signed_distance(grid_points(MEAN_SHAPE_RESOLUTION), body.primitives) < 0
+
+    splits = write_splits(store, config, "bodies", lambda sample_id, rng: _sample(sample_id, rng, config), add)
     manifest = {
-        "name": "synthetic-bodies",
-        "generator": {"module": __name__, **config.model_dump()},
-        "classes": CLASSES,
-        "ignore_index": IGNORE_LABEL,
-        "image_size": [config.image_size, config.image_size],
-        "encoding": config.encoding,
-        "depth_scale": codec.DEPTH_SCALE,
+        **manifest_head("synthetic-bodies", __name__, config, CLASSES, IGNORE_LABEL),
         "points_per_sample": config.points_per_sample,
         "body_parts": BODY_PARTS,
         "splits": splits,
@@ -82,4 +69,4 @@ def _sample(sample_id: str, rng: np.random.Generator, config: SyntheticConfig):
         "points": points.ravel().tolist(),
         "occupancy": occupancy.tolist(),
     }
-    return row, body, views
+    return row, (body, views)

@@ -1,7 +1,7 @@
 """Generate the synthetic rooms data set (the lighting task's): rooms -> views, probes, environment maps, volume -> Parquet shards + manifest.
 
-Sample i of a split comes from the random stream seeded by (seed, split, i), so the data set is a
-pure function of the config. Each sample is a room seen from a random pose: the RGB view and its
+Sample i of a split comes from the random stream seeded by (seed, split, i) (sample_splits), so the
+data set is a pure function of the config. Each sample is a room seen from a random pose: the RGB view and its
 depth, the camera's intrinsics, a second view from a nearby pose (its image and its pose relative
 to the first), probe points inside the room and in the camera's view with the HDR environment
 map seen from each, and the room's RGBA volume in the camera's voxels, all in the camera's frame
@@ -19,12 +19,12 @@ from pytorch3d.renderer import look_at_view_transform
 
 from core.config.sections import SyntheticConfig
 from data_pipeline.format import codec, shards
-from data_pipeline.format.dataset_stats import Progress, Stats, sample_stats
+from data_pipeline.format.dataset_stats import Stats, sample_stats
 from data_pipeline.sources.room_render import environment_map, render_view, room_mesh, volume
+from data_pipeline.sources.sample_splits import manifest_head, write_splits
 from data_pipeline.sources.rooms import Room, camera_eye_and_target, make_room, nearby_eye, solid_at, with_lights
 from data_pipeline.storage.datastore import DataStore
 
-SPLITS = ("train", "val")
 CLASSES = [{"id": 0, "name": "room", "color": [200, 200, 200]}]
 IGNORE_LABEL = 255
 FOV_DEGREES = 60.0
@@ -34,30 +34,16 @@ PROBE_TRIES = 200
 
 
 def generate(store: DataStore, config: SyntheticConfig) -> dict[str, Any]:
-    store.remove()  # holds no manifest, so anything there is the leftover of an interrupted write
-    splits, stats = {}, Stats(len(CLASSES))
+    stats = Stats(len(CLASSES))
     envmap_sum = np.zeros((config.envmap_height, 2 * config.envmap_height, 3))
-    for split_index, split in enumerate(SPLITS):
-        count = config.num_train if split == "train" else config.num_val
-        writer = shards.ShardWriter(store, split, config.rows_per_shard)
-        progress = Progress(f"generating {split} rooms", count)
-        for index in range(count):
-            rng = np.random.default_rng(np.random.SeedSequence([config.seed, split_index, index]))
-            row, sample = room_sample(f"{split}-{index:05d}", make_room(rng), rng, config)
-            writer.add(row)
-            if split == "train":
-                stats.add(sample_stats(sample["rgb"], sample["depth"], None, len(CLASSES), IGNORE_LABEL))
-                envmap_sum += sample["envmaps"].mean(0)
-            progress.step()
-        splits[split] = writer.close()
+
+    def add(sample: dict[str, np.ndarray]) -> None:
+        stats.add(sample_stats(sample["rgb"], sample["depth"], None, len(CLASSES), IGNORE_LABEL))
+        envmap_sum[:] += sample["envmaps"].mean(0)
+
+    splits = write_splits(store, config, "rooms", lambda sample_id, rng: room_sample(sample_id, make_room(rng), rng, config), add)
     manifest = {
-        "name": "synthetic-rooms",
-        "generator": {"module": __name__, **config.model_dump()},
-        "classes": CLASSES,
-        "ignore_index": IGNORE_LABEL,
-        "image_size": [config.image_size, config.image_size],
-        "encoding": config.encoding,
-        "depth_scale": codec.DEPTH_SCALE,
+        **manifest_head("synthetic-rooms", __name__, config, CLASSES, IGNORE_LABEL),
         "fov_degrees": FOV_DEGREES,
         "volume": {"resolution": config.volume_resolution, "extent_m": config.volume_extent},
         "envmap": {"height": config.envmap_height, "width": 2 * config.envmap_height, "probes": config.probes_per_sample},

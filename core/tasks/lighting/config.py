@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from core.config.sections import Strict, TaskSection
+from core.config.sections import Strict, TaskSection, one_of_variants
 from core.tasks.registry import TASK_CONFIGS
 
 INPUT_VARIANTS = (["rgb"], ["rgb", "depth"])
@@ -39,9 +39,7 @@ class LightingConfig(TaskSection):
     @field_validator("inputs")
     @classmethod
     def _a_known_variant(cls, inputs: list[str]) -> list[str]:
-        if inputs not in INPUT_VARIANTS:
-            raise ValueError(f"inputs {inputs} is not one of the variants {[list(v) for v in INPUT_VARIANTS]}")
-        return inputs
+        return one_of_variants(inputs, INPUT_VARIANTS)
 
     @property
     def report_columns(self) -> dict[str, str]:
