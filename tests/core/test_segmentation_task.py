@@ -80,7 +80,7 @@ def test_image_size_the_encoder_cannot_take_is_refused():
 
 
 def test_unknown_task_lists_the_known_ones():
-    with pytest.raises(KeyError, match="unknown task 'depth'; known: depth_completion, implicit, mesh_reconstruction, segmentation"):
+    with pytest.raises(KeyError, match="unknown task 'depth'; known: depth_completion, implicit, lighting, mesh_reconstruction, segmentation"):
         task_class("depth")
 
 
