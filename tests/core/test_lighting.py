@@ -57,7 +57,7 @@ def _scene():
     perfect = _renders(net, truth, inputs)
     to_bytes = lambda image: (image.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
     targets = {"envmaps": perfect["envmaps"].detach(), "rgb": to_bytes(perfect["self_view"]), "rgb_novel": to_bytes(perfect["novel_view"]),
-               "depth": torch.full((1, SIZE, SIZE), 1.0), "volume": truth, "intrinsics": INTRINSICS[None], "key": torch.tensor([1])}
+               "depth": torch.full((1, SIZE, SIZE), 1.0), "volume": truth}
     return task, net, inputs, perfect, targets
 
 

@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.augmentation.sample_key import SAMPLE_KEY
 from core.evaluation import lpips
 from core.evaluation.lighting_metrics import LightingMetrics, novel_truth, ssim
 from core.models.lighting import LightingVolumeNet
@@ -72,7 +71,6 @@ class LightingTask:
                         Column("volume", Kind.MATRIX, (self.stored_resolution**3, 5))]
         self.images = ImageInputs(manifest["stats"])
         self.mean_envmap = torch.tensor(manifest["stats"]["mean_envmap"], dtype=torch.float32)
-        self.image_size = manifest["image_size"][0]
         self.lpips_missing = lpips.unavailable_reason()
         if self.lpips_missing:
             print(self.lpips_missing, file=sys.stderr)
@@ -91,8 +89,7 @@ class LightingTask:
             inputs["depth"] = depth[:, 0]
         r = self.stored_resolution
         targets = {"envmaps": batch["envmaps"].float().view(-1, *self.envmap_shape), "rgb": batch["rgb"], "rgb_novel": batch["rgb_novel"],
-                   "depth": depth[:, 0], "intrinsics": inputs["intrinsics"],
-                   "volume": batch["volume"].float().view(-1, r, r, r, 5).permute(0, 4, 1, 2, 3), "key": batch[SAMPLE_KEY]}
+                   "depth": depth[:, 0], "volume": batch["volume"].float().view(-1, r, r, r, 5).permute(0, 4, 1, 2, 3)}
         return ({k: v.to(device) for k, v in inputs.items()}, {k: v.to(device) for k, v in targets.items()})
 
     def losses(self, outputs: dict, targets: dict) -> dict[str, torch.Tensor]:
