@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
         if args.resume:
             run_code.join()  # the resume point is read with torch
             resume = _resume_point(args)
-        config = resume.config if resume else load_config(args.config, args.overrides)
+        config = _resumed_config(resume, args.overrides) if resume else load_config(args.config, args.overrides)
         if resume and _finished(resume):
             print(f"{resume.run_dir} already finished all its epochs; nothing to resume")
             return 0
@@ -84,6 +84,20 @@ def _resume_point(args: argparse.Namespace) -> ResumePoint:
     return find_resume_point(run_dir, checkpoint_storage)
 
 
+def _resumed_config(resume: ResumePoint, overrides: list[str]):
+    """The run's config with the scaling overrides given; a run stopped inside an epoch must find the train split it
+    was drawing that epoch from."""
+    config = load_config(resume.run_dir / "config.yaml", overrides) if overrides else resume.config
+    if resume.progress.inside is not None:
+        from core.engine.mid_epoch import check_same_split
+        from data_pipeline.format.shards import read_manifest
+        from data_pipeline.storage.datastore import DataStore
+
+        manifest = read_manifest(DataStore.at(config.data.uri, config.data.endpoint_url))
+        check_same_split(resume.progress.inside, manifest, f"--resume {resume.run_dir}: its checkpoint {resume.checkpoint}")
+    return config
+
+
 def _finished(resume: ResumePoint) -> bool:
     from core.engine.stages import plan_stages
 
@@ -106,8 +120,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.config = str(DEFAULT_CONFIG)
     if unknown:
         parser.error(f"unrecognised arguments: {' '.join(unknown)}")
-    if args.resume and (args.overrides or args.config != str(DEFAULT_CONFIG)):
-        parser.error("--resume goes on with a run as it was configured: give no config file or overrides with it")
+    if args.resume and (args.config != str(DEFAULT_CONFIG) or any(not o.startswith("scaling.") for o in args.overrides)):
+        parser.error("--resume goes on with a run as it was configured: give no config file with it, and overrides only of "
+                     "scaling.* (the workers it goes on with, e.g. scaling.num_workers=1)")
     if args.env_lock and not args.env_lock.is_file():
         parser.error(f"--env-lock {args.env_lock} does not exist; write one with python -m jobs.report --lock RUN_DIR")
     if args.endpoint_url and not (args.resume or "").startswith(S3):

@@ -46,7 +46,8 @@ def augment_batch(batch: dict[str, np.ndarray], columns: list[Column], config: A
     samples = [augment_sample({name: batch[name][i] for name in names}, kinds,
                               np.random.default_rng([seed, epoch, int(keys[i]) & 0x7FFFFFFFFFFFFFFF]), config, size, ignore_index)
                for i in range(len(keys))]
-    return {name: torch.from_numpy(np.stack([s[name] for s in samples])) for name in names}
+    augmented = {name: torch.from_numpy(np.stack([s[name] for s in samples])) for name in names}
+    return {**augmented, SAMPLE_KEY: torch.from_numpy(np.asarray(keys, dtype=np.int64))}  # the epoch's tally counts samples by it
 
 
 def augment_sample(sample: dict[str, np.ndarray], kinds: dict[str, Kind], rng: np.random.Generator, config: AugmentConfig,

@@ -54,6 +54,14 @@ class ExperimentConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _exact_epochs_need_every_sample(self) -> "ExperimentConfig":
+        if self.train.checkpoint_every is not None and self.data.on_bad_sample == "skip":
+            raise ValueError("train.checkpoint_every trains every sample of an epoch exactly once, which data.on_bad_sample "
+                             "skip cannot keep: use on_bad_sample error (a bad sample then stops the run "
+                             "with its shard, row and id), or leave checkpoint_every unset")
+        return self
+
+    @model_validator(mode="after")
     def _deepspeed_stages(self) -> "ExperimentConfig":
         if self.scaling.strategy != "deepspeed":
             return self

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
@@ -122,6 +122,19 @@ class PlateauConfig(Strict):
     min_lr: float = Field(0.0, ge=0.0, description="it never drops below this")
 
 
+class CheckpointEvery(Strict):
+    """Checkpoints inside the epoch, each at the end of an optimizer step: by steps or by minutes, not both."""
+
+    steps: int | None = Field(None, ge=1, description="optimizer steps (counted over the run) between two checkpoints")
+    minutes: float | None = Field(None, gt=0.0, description="minutes of training (rank 0's clock) between two checkpoints")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "CheckpointEvery":
+        if (self.steps is None) == (self.minutes is None):
+            raise ValueError("give one of steps (e.g. {steps: 500}) or minutes (e.g. {minutes: 30}), not both and not neither")
+        return self
+
+
 class TrainConfig(Strict):
     epochs: int = Field(6, ge=1, description="with stages: their epochs added up")
     batch_size: int = Field(8, ge=1, description="per worker")
@@ -144,6 +157,12 @@ class TrainConfig(Strict):
     progress_every_s: float = Field(30.0, gt=0.0, description="the most seconds between two progress lines inside an epoch (step, "
                                                                "samples/s, loss, lr, ETA of the epoch and the run); an epoch "
                                                                "longer than this also gets one at each tenth")
+    checkpoint_every: CheckpointEvery | None = Field(
+        None, description="also checkpoint inside each epoch; a restart, a resume or a run with another number of workers then "
+                          "goes on inside the epoch, training each of its samples once (the epoch's order is drawn from "
+                          "(seed, epoch) alone; data.shuffle_buffer is then the rows shuffled together). Ray Train then keeps "
+                          "the last checkpoints_to_keep whatever checkpoints_kept_by says (mid-epoch ones have no validation "
+                          "metric); best_checkpoints keeps the best")
     step_scalars_every: int = Field(10, ge=0, description="optimizer steps between two step-level TensorBoard scalars (step/loss, step/lr, "
                                                           "step/samples_per_s, step/data_wait_share); 0: none")
 

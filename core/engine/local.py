@@ -36,10 +36,13 @@ class LocalBackend:
         if config.scaling.strategy != "ddp":
             raise ValueError(f"scaling.strategy {config.scaling.strategy} needs workers; in one process the model trains "
                              "as it is (scaling.strategy=ddp)")
+        if config.train.checkpoint_every is not None:
+            raise ValueError("train.checkpoint_every resumes inside an epoch from the Ray Data reader's epoch order; in one "
+                             "process the batches are the caller's: leave it unset")
         module.to(self.device)
         return module, build_optimizer(config.train.optimizer, [p for p in module.parameters() if p.requires_grad])
 
-    def train_batches(self, config: ExperimentConfig, epoch: int) -> Iterable[dict]:
+    def train_batches(self, config: ExperimentConfig, epoch: int, start: int = 0) -> Iterable[dict]:
         return self._train(config, epoch)
 
     def val_batches(self, config: ExperimentConfig) -> Iterable[dict]:

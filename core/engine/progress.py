@@ -22,6 +22,7 @@ class Progress:
     resumes: int = 0  # `jobs.train --resume` of this run
     steps: int = 0  # optimizer steps over the whole run: the x axis of the step-level scalars
     rng: list[torch.Tensor] | None = None  # torch's generator state per rank
+    inside: dict[str, Any] | None = None  # a mid-epoch checkpoint's place in the epoch after `epoch` (core.engine.mid_epoch)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Progress":

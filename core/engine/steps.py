@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.engine.distributed import all_reduce_sum, world_size
+from core.augmentation.sample_key import SAMPLE_KEY
+from core.engine.epoch_tally import EpochTally
 from core.engine.numerics import AUTOCAST_DTYPES, NumericsGuard, loss_scaler
 from core.engine.stages import hold_frozen_norms
 from core.engine.steppers import StepRules, is_deepspeed, stepper_for
@@ -28,6 +29,8 @@ class EpochStats:
     samples: int
     seconds: float
     data_wait_seconds: float
+    epoch_samples: int = 0  # over all workers and every session of the epoch (core.engine.epoch_tally)
+    sample_digest: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,15 +54,17 @@ class Evaluation:
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[dict], task: Task,
                 device: torch.device, on_step: Callable[[StepTiming], None] | None = None, rules: StepRules = StepRules(),
-                guard: NumericsGuard | None = None, scaler: torch.amp.GradScaler | None = None) -> EpochStats:
-    """scaler: fp16's loss scale, carried from epoch to epoch by the caller; a new one when not given."""
+                guard: NumericsGuard | None = None, scaler: torch.amp.GradScaler | None = None,
+                tally: EpochTally | None = None) -> EpochStats:
+    """scaler: fp16's loss scale, carried from epoch to epoch by the caller; a new one when not given. tally: what the
+    epoch trained before (a mid-epoch checkpoint's), added to as it goes."""
     model.train()
     hold_frozen_norms(model)
     guard = guard or NumericsGuard(0)
     scaler = scaler or loss_scaler(rules.precision == "fp16" and not is_deepspeed(model), device)
     stepper = stepper_for(model, optimizer, rules, guard, scaler)
     autocast_dtype = AUTOCAST_DTYPES.get(rules.precision)
-    totals: dict[str, torch.Tensor] = {}
+    tally = tally if tally is not None else EpochTally()
     steps = samples = micro = 0
     start = time.perf_counter()
     timer = _WaitTimer(batches)
@@ -72,8 +77,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
         micro += 1
         ends_group = micro % rules.grad_accumulation == 0 or is_last
         stepper.backward(loss, {n: v for n, v in losses.items() if task.loss_weights[n] > 0}, steps + 1, ends_group)
-        for name, value in losses.items():
-            totals[name] = totals.get(name, 0.0) + value.detach().float()
+        tally.add(losses, batch_length(inputs), batch.get(SAMPLE_KEY))
         samples += batch_length(inputs)
         if not ends_group:
             continue
@@ -87,8 +91,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
     if steps == 0:
         raise RuntimeError("this worker received no training batch: the train split has fewer rows than workers")
     optimizer.zero_grad(set_to_none=True)  # evaluation and checkpoints need no gradients: their memory is free again
-    averaged = _mean_over_workers({name: value / micro for name, value in totals.items()})
-    return EpochStats(averaged, steps, samples, time.perf_counter() - start, timer.waited)
+    whole = tally.gathered()
+    return EpochStats(whole.mean_losses(), steps, samples, time.perf_counter() - start, timer.waited, whole.samples, whole.digest)
 
 
 @torch.no_grad()
@@ -125,13 +129,6 @@ def _flag_last(items: Iterable[dict]) -> Iterator[tuple[dict, bool]]:
         following = next(iterator, None)
         yield current, following is None
         current = following
-
-
-def _mean_over_workers(values: dict[str, torch.Tensor]) -> dict[str, float]:
-    names = sorted(values)
-    stacked = torch.stack([torch.as_tensor(values[n], dtype=torch.float64).cpu() for n in names])
-    all_reduce_sum(stacked)
-    return {name: float(v) / world_size() for name, v in zip(names, stacked)}
 
 
 class _WaitTimer:

@@ -28,7 +28,10 @@ from core.config.schema import ExperimentConfig
 from core.engine import checkpoint, early_stopping
 from core.engine.distributed import largest
 from core.engine.early_stopping import EarlyStopping
+from core.engine.epoch_order import EpochShare
 from core.engine.epoch_progress import EpochPlan, EpochProgress, steps_per_epoch
+from core.engine.epoch_tally import EpochTally
+from core.engine.mid_epoch import MidEpochSchedule, resumed_inside, split_key
 from core.engine.model_state import full_weights, load_shards, loss_scale, save_shards
 from core.engine.numerics import NumericsGuard, loss_scaler
 from core.engine.optim import apply_hyperparameters, build_plateau
@@ -53,7 +56,9 @@ class Backend(Protocol):
     def wrap(self, module: nn.Module, config: ExperimentConfig) -> tuple[nn.Module, torch.optim.Optimizer]:
         """The model to train (DDP, a DeepSpeed engine, or the module itself) and its optimizer."""
 
-    def train_batches(self, config: ExperimentConfig, epoch: int) -> Iterable[dict]: ...
+    def train_batches(self, config: ExperimentConfig, epoch: int, start: int) -> Iterable[dict]:
+        """The epoch's batches for this rank; start > 0 (train.checkpoint_every only): from that position of the epoch's
+        order (core.engine.epoch_order) on."""
 
     def val_batches(self, config: ExperimentConfig) -> Iterable[dict]: ...
 
@@ -134,8 +139,11 @@ class Trainer:
     def _train_and_evaluate(self, model, optimizer, task, stage: Stage, progress: Progress,
                             components: "_Components") -> tuple[EpochStats, Evaluation]:
         config, epoch, backend = stage.config, progress.epoch + 1, self.backend
-        lines = self._epoch_progress(stage, epoch) if backend.rank == 0 else None
+        start, tally = resumed_inside(progress.inside, epoch)
+        progress.inside = None
+        lines = self._epoch_progress(stage, epoch, start) if backend.rank == 0 else None
         every = config.train.step_scalars_every
+        schedule = self._mid_epoch_schedule(config, start)
 
         def on_step(timing: StepTiming) -> None:
             learning_rate = optimizer.param_groups[0]["lr"]
@@ -146,14 +154,41 @@ class Trainer:
                 print(line, flush=True)
             if backend.rank == 0 and every and progress.steps % every == 0:
                 backend.log_scalars(progress.steps, _step_scalars(timing, learning_rate, backend.world_size))
+            position = schedule.due(progress.steps, timing.step) if schedule is not None else None
+            if position is not None:
+                self._save_inside_epoch(model, optimizer, stage, progress, components, position, tally)
 
-        stats = train_epoch(model, optimizer, backend.train_batches(config, epoch), task, backend.device,
-                            rules=components.rules, guard=components.guard, scaler=components.scaler, on_step=on_step)
+        stats = train_epoch(model, optimizer, backend.train_batches(config, epoch, start), task, backend.device,
+                            rules=components.rules, guard=components.guard, scaler=components.scaler, on_step=on_step,
+                            tally=tally)
         result = evaluate(model, self.backend.val_batches(config), task, self.backend.device,
                           num_previews=config.train.log_images if self.backend.rank == 0 else 0)
         return stats, result
 
-    def _epoch_progress(self, stage: Stage, epoch: int) -> EpochProgress | None:
+    def _mid_epoch_schedule(self, config: ExperimentConfig, start: int) -> MidEpochSchedule | None:
+        every = config.train.checkpoint_every
+        if every is None:
+            return None
+        share = EpochShare.plan(self._train_rows(), start, self.backend.world_size, config.train.batch_size)
+        return MidEpochSchedule(every, share, config.train.grad_accumulation, self.backend.device)
+
+    def _train_rows(self) -> int:
+        return self.manifest["splits"]["train"]["rows"]
+
+    def _save_inside_epoch(self, model, optimizer, stage: Stage, progress: Progress, components: "_Components", position: int,
+                           tally: EpochTally) -> None:
+        """A checkpoint after this step, its record only saying where in the epoch the run stands."""
+        rows, epoch = self._train_rows(), progress.epoch + 1
+        progress.inside = {"epoch": epoch, "samples": position, "tally": tally.gathered().state_dict(),
+                           "data": split_key(self.manifest)}
+        progress.save_rng()
+        record = {"epoch": epoch + position / rows, "inside_epoch": epoch + 1, "epoch_samples": position, "epoch_rows": rows,
+                  "run": self.run_name, "stage": stage.name, "world_size": self.backend.world_size,
+                  "restarts_from_checkpoint": progress.restarts, "resumes": progress.resumes}
+        self._save_and_report(record, model, optimizer, {**progress.state(), **components.state(None)}, Evaluation({}, {}))
+        progress.inside = None
+
+    def _epoch_progress(self, stage: Stage, epoch: int, start: int) -> EpochProgress | None:
         """The epoch's progress lines; None where the manifest does not say how many rows the epoch has."""
         now = time.perf_counter()
         if self._epoch_started is not None:
@@ -163,7 +198,7 @@ class Trainer:
         if not rows:
             return None
         train = stage.config.train
-        steps = steps_per_epoch(rows, train.batch_size, self.backend.world_size, train.grad_accumulation)
+        steps = steps_per_epoch(rows - start, train.batch_size, self.backend.world_size, train.grad_accumulation)
         plan = EpochPlan(stage.name, epoch, sum(s.epochs for s in self.stages), steps, self.backend.world_size)
         return EpochProgress(plan, train.progress_every_s, self._last_epoch_s)
 
@@ -184,6 +219,9 @@ class Trainer:
             "train/loss": sum(weight * stats.losses[name] for name, weight in on.items()),
             **{f"loss_weight/{name}": weight for name, weight in task.loss_weights.items()},
             "train/samples_per_s": stats.samples * self.backend.world_size / stats.seconds,
+            "train/samples": stats.epoch_samples,
+            "train/sample_digest": f"{stats.sample_digest:016x}",
+            "world_size": self.backend.world_size,
             "memory/worker_peak_mb": largest(memory.peak_bytes(self.backend.device) / 2**20, self.backend.device),
             "train/data_wait_share": stats.data_wait_seconds / stats.seconds,
             **{f"val/{name}": value for name, value in result.metrics.items()},

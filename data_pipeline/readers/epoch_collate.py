@@ -2,7 +2,7 @@
 the task's draws (the implicit task's training points) and then augmentation, each seeded by (seed, epoch, sample)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -34,3 +34,20 @@ class EpochCollate(NumpyBatchCollateFn):
             return augment_batch(batch, self.columns, self.augment, self.seed, self.epoch, self.ignore_index)
         # Ray Data hands over read-only views of its blocks; torch wants arrays it may write to
         return {name: torch.from_numpy(np.require(values, requirements=["C", "W"])) for name, values in batch.items()}
+
+
+def in_sizes(batches: Iterable[dict[str, torch.Tensor]], sizes: list[int]) -> Iterator[dict[str, torch.Tensor]]:
+    """The batches regrouped into batches of these sizes: an epoch's last batch may be larger than the batch size
+    (core.engine.epoch_order), and Ray Data hands it over as a full batch and the rest."""
+    iterator = iter(batches)
+    for size in sizes:
+        parts, rows = [], 0
+        while rows < size:
+            part = next(iterator, None)
+            if part is None:
+                raise RuntimeError(f"the epoch's stream ended {size - rows} rows short of a batch of {size}")
+            parts.append(part)
+            rows += len(next(iter(part.values())))
+        if rows != size:
+            raise RuntimeError(f"a batch of {size} rows was expected where the stream's batches add up to {rows}")
+        yield parts[0] if len(parts) == 1 else {name: torch.cat([part[name] for part in parts]) for name in parts[0]}

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterator
 
+import numpy as np
+import pyarrow.fs
 import ray.data
+import torch
+from ray.data import ExecutionResources
 
+from core.engine.epoch_order import EpochShare, epoch_order
 from core.tasks.columns import Column
 from data_pipeline.format.shards import shard_paths
 from data_pipeline.format.validate import SampleRules
 from data_pipeline.readers import ray_data_start  # noqa: F401  (see its docstring)
 from data_pipeline.readers.decode import decode_columns, decoded_row_bytes
-from data_pipeline.readers.shard_datasource import ShardDatasource
+from data_pipeline.readers.epoch_collate import in_sizes
+from data_pipeline.readers.ordered_rows import OrderedRowsDatasource
+from data_pipeline.readers.shard_datasource import Decode, ShardDatasource
 from data_pipeline.storage.datastore import DataStore
 
 TASK_BYTES = 256 * 2**20
@@ -67,3 +75,50 @@ def block_target(block_bytes: int) -> int:
     it; a block of block_bytes falls midway between the two.
     """
     return int(block_bytes / math.sqrt(1.5))
+
+
+@dataclass(frozen=True)
+class ShareReader:
+    """What a Ray Train worker needs to read its own share of an epoch (train.checkpoint_every): made on the driver,
+    read in the worker, each epoch from the position its checkpoint saved (data_pipeline.readers.ordered_rows)."""
+
+    filesystem: pyarrow.fs.FileSystem
+    paths: list[str]
+    shards: list[dict[str, Any]]
+    columns: list[str]
+    decode: Decode
+    row_bytes: int
+    task_cpus: float
+    data_cpus: float  # this worker's part of the CPUs the plan keeps for data
+    tasks_at_once: int
+
+    def epoch_batches(self, seed: int, epoch: int, window_rows: int, start: int, world_size: int, rank: int, batch_size: int,
+                      collate=None) -> Iterator[dict[str, torch.Tensor]]:
+        """This worker's part of each global batch of the epoch's order (core.engine.epoch_order) from `start` on."""
+        order = epoch_order([shard["rows"] for shard in self.shards], seed, epoch, window_rows)
+        share = EpochShare.plan(sum(shard["rows"] for shard in self.shards), start, world_size, batch_size)
+        rows, sizes = share.worker_rows(order, rank)
+        return in_sizes(self.read(rows, batch_size).iter_torch_batches(batch_size=batch_size, collate_fn=collate), sizes)
+
+    def read(self, rows: np.ndarray, batch_rows: int) -> ray.data.Dataset:
+        """These rows of the split, streamed in this order."""
+        block_rows = max(1, batch_rows, BLOCK_BYTES // self.row_bytes)
+        source = OrderedRowsDatasource(self.filesystem, self.paths, self.shards, self.columns, self.decode, block_rows, rows)
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.execution_options.resource_limits = ExecutionResources(cpu=self.data_cpus)
+        context.enable_progress_bars = context.print_on_execution_start = False
+        encoded = sum(shard.get("bytes", TASK_BYTES) for shard in self.shards) / max(1, sum(s["rows"] for s in self.shards))
+        tasks = min(len(rows), self.tasks_at_once * math.ceil(len(rows) * encoded / (self.tasks_at_once * TASK_BYTES)))
+        dataset = ray.data.read_datasource(source, num_cpus=self.task_cpus, override_num_blocks=max(1, tasks))
+        dataset.context.target_max_block_size = block_target(block_rows * self.row_bytes)
+        return dataset
+
+
+def share_reader(store: DataStore, manifest: dict[str, Any], columns: list[Column], task_cpus: float, data_cpus: float,
+                 tasks_at_once: int, rules: SampleRules | None) -> ShareReader:
+    """The train split's ShareReader; data_cpus: the CPUs one worker's reads may take."""
+    return ShareReader(store.arrow_fs(), shard_paths(store, manifest, "train"), manifest["splits"]["train"]["shards"],
+                       [*(column.name for column in columns), "sample_id"],
+                       functools.partial(decode_columns, columns=columns, rules=rules),
+                       decoded_row_bytes(columns, tuple(manifest["image_size"])), task_cpus, data_cpus, tasks_at_once)

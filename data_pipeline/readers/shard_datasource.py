@@ -63,12 +63,12 @@ class ShardDatasource(Datasource):
 def read_shards(filesystem: pyarrow.fs.FileSystem, paths: list[str], columns: list[str], decode: Decode,
                 block_rows: int) -> Iterator[Block]:
     """The shards' columns, with every row's shard path, decoded in blocks of block_rows rows (the last one fewer)."""
-    shards = (_with_paths(pq.read_table(path, columns=columns, filesystem=filesystem), path) for path in paths)
+    shards = (with_paths(pq.read_table(path, columns=columns, filesystem=filesystem), path) for path in paths)
     for table in _in_rows(shards, block_rows):
         yield BlockAccessor.batch_to_block(decode({name: table.column(name) for name in table.column_names}))
 
 
-def _with_paths(table: pa.Table, path: str) -> pa.Table:
+def with_paths(table: pa.Table, path: str) -> pa.Table:
     return table.append_column(PATH, pa.array(np.full(table.num_rows, path, dtype=object), pa.string()))
 
 

@@ -85,7 +85,9 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     else:
         run_dir = resume.run_dir
         dropped = drop_records_after(run_dir, resume.progress.epoch + 1)
-        print(f"resuming after epoch {resume.progress.epoch + 1} from {resume.checkpoint}"
+        inside = resume.progress.inside
+        within = f" and {inside['samples']} samples of epoch {inside['epoch'] + 1}" if inside else ""
+        print(f"resuming after epoch {resume.progress.epoch + 1}{within} from {resume.checkpoint}"
               + (f"; {dropped} later record(s) of metrics.jsonl are trained again" if dropped else ""), file=sys.stderr)
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     started = time.time()

@@ -31,6 +31,10 @@ class RunDirCallback(UserCallback):
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
         record = dict(metrics[0])  # rank 0's figures, already reduced over all workers, as Ray Train keeps them
+        if "inside_epoch" in record:  # a mid-epoch checkpoint (train.checkpoint_every): no epoch's figures to log
+            print(f"checkpoint inside epoch {record['inside_epoch']} after {record['epoch_samples']}/{record['epoch_rows']} "
+                  f"samples: {self.checkpoints.display(checkpoint.path)}", file=sys.stderr, flush=True)
+            return
         images, meshes = [], []
         if checkpoint is not None:
             record["checkpoint"] = self.checkpoints.display(checkpoint.path)

@@ -19,7 +19,7 @@ from core.config.sections import FailureSettings, TrainConfig
 from core.runs.run_dir import TRAIN_STORAGE, read_metrics
 from core.engine.stages import largest_batch
 from core.tasks.base import Task
-from data_pipeline.readers.ray_data import read_split
+from data_pipeline.readers.ray_data import ShareReader, read_split, share_reader
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.format.validate import SampleRules
 from jobs._train.run_storage import checkpoint_storage, checkpoint_store, run_store
@@ -37,14 +37,18 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
     take the run's latest checkpoint instead. live_tensorboard: the run's jobs._train.live_tensorboard actor, or None."""
     checkpoints = checkpoint_store(config, run_dir)
     dataset_config = data_config(plan, config.data.preserve_order)  # first: datasets take the DataContext as it is when they are made
+    # With checkpoint_every each worker reads its own share of the epoch's order (jobs._train.worker); Ray Train splits val only.
+    exact = config.train.checkpoint_every is not None
+    splits = ("val",) if exact else ("train", "val")
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"config": config.model_dump(mode="json"), "manifest": manifest, "torch_threads": plan.torch_threads, "plan": asdict(plan),
                            "run_name": run_dir.name, "checkpoints": checkpoints.uri, "init_checkpoint": init_checkpoint, "resumes": resumes,
-                           "live_tensorboard": live_tensorboard, "clock": time.time() - _trained_for(run_dir)},
+                           "live_tensorboard": live_tensorboard, "clock": time.time() - _trained_for(run_dir),
+                           "share_reader": _share_reader(plan, task, store, manifest, rules) if exact else None},
         scaling_config=scaling_config(plan),
         datasets={split: read_split(store, manifest, split, task.columns, plan.data_task_cpus, plan.data_tasks_at_once, rules,
-                                    batch_rows=largest_batch(config)) for split in ("train", "val")},
+                                    batch_rows=largest_batch(config)) for split in splits},
         dataset_config=dataset_config,
         run_config=RunConfig(
             name=TRAIN_STORAGE,
@@ -58,6 +62,13 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
+
+
+def _share_reader(plan: ResourcePlan, task: Task, store: DataStore, manifest: dict[str, Any], rules: SampleRules | None) -> ShareReader:
+    """Each worker reads with its part of the CPUs the plan keeps for data, so that the workers' reads together take no more."""
+    per_worker = plan.data_cpus / plan.num_workers
+    task_cpus = min(plan.data_task_cpus, per_worker)
+    return share_reader(store, manifest, task.columns, task_cpus, per_worker, max(1, int(per_worker / task_cpus + 1e-9)), rules)
 
 
 def _trained_for(run_dir: Path) -> float:
@@ -78,7 +89,7 @@ def checkpoint_config(train: TrainConfig, task: Task) -> CheckpointConfig:
     """Ray Train keeps the best num_to_keep by one reported figure, and always the latest; ranked by
     epoch, that is the last num_to_keep. Both at once Ray cannot keep: it refuses to restore a run
     whose list names a folder pruned behind its back."""
-    if train.checkpoints_kept_by == "epoch":
+    if train.checkpoints_kept_by == "epoch" or train.checkpoint_every is not None:  # a mid-epoch record has no metric
         return CheckpointConfig(num_to_keep=train.checkpoints_to_keep, checkpoint_score_attribute="epoch", checkpoint_score_order="max")
     return CheckpointConfig(num_to_keep=train.checkpoints_to_keep, checkpoint_score_attribute=task.monitor,
                             checkpoint_score_order=task.monitor_mode)

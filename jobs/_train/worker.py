@@ -28,6 +28,7 @@ from cluster.connect import node_resources
 from cluster.resources import ResourcePlan, shortfall
 from core.config.schema import ExperimentConfig
 from core.engine import checkpoint
+from core.engine.mid_epoch import resumed_inside
 from core.engine.progress import Progress
 from core.engine.stages import plan_stages
 from core.engine.steps import StepTiming
@@ -59,7 +60,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     backend = RayBackend(loop_config, context.get_world_rank(), context.get_world_size())
     stages = plan_stages(config)
     if progress.stage < len(stages):
-        backend.early = _EarlyBatches(backend.train_batches(stages[progress.stage].config, progress.epoch + 1), progress.epoch + 1)
+        epoch = progress.epoch + 1
+        start, _ = resumed_inside(progress.inside, epoch)
+        backend.early = _EarlyBatches(backend.train_batches(stages[progress.stage].config, epoch, start), epoch, start)
     module = build_task(config.task, loop_config["manifest"]).build_model()
     restored = _restore(module, point, config, loop_config)
     backend.startup = {"worker_entered": entered, "model_built": startup.mark()}
@@ -86,7 +89,6 @@ class RayBackend:
         self.startup: dict[str, float] = {}  # core.profiling.startup marks of this worker, sent with the run's first record
         self.device = ray.train.torch.get_device()
         self.dashboard = DashboardMetrics(loop_config["run_name"], rank)
-        self.train_data = ray.train.get_dataset_shard("train")
         self.early: _EarlyBatches | None = None  # the first epoch's batches, started before the model was built
 
     @cached_property
@@ -95,24 +97,37 @@ class RayBackend:
         process would otherwise start while the workers build their models (bench.startup)."""
         return ray.train.get_dataset_shard("val")
 
+    @cached_property
+    def train_data(self):
+        """Ray Train's split of the train stream (without train.checkpoint_every, which reads each worker's share itself)."""
+        return ray.train.get_dataset_shard("train")
+
     def wrap(self, module: torch.nn.Module, config: ExperimentConfig):
         return wrap(module, config)
 
-    def train_batches(self, config: ExperimentConfig, epoch: int) -> Iterable[dict[str, torch.Tensor]]:
+    def train_batches(self, config: ExperimentConfig, epoch: int, start: int = 0) -> Iterable[dict[str, torch.Tensor]]:
         early, self.early = self.early, None
-        if early is not None and early.epoch == epoch:
+        if early is not None and (early.epoch, early.start) == (epoch, start):
             return early.batches()
         augment = config.data.augment
         collate = EpochCollate.of(self.task, augment, config.seed, epoch, self.manifest["ignore_index"])
-        batches = self.train_data.iter_torch_batches(
-            batch_size=config.train.batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
-            local_shuffle_seed=config.seed * 100_003 + epoch * 101 + self.rank, collate_fn=collate,
-        )
+        if config.train.checkpoint_every is not None:
+            batches = self._share_batches(config, epoch, start, collate)
+        else:
+            batches = self.train_data.iter_torch_batches(
+                batch_size=config.train.batch_size, local_shuffle_buffer_size=config.data.shuffle_buffer or None,
+                local_shuffle_seed=config.seed * 100_003 + epoch * 101 + self.rank, collate_fn=collate,
+            )
         actor, rgb = self.loop_config.get("live_tensorboard"), _rgb_column(self.columns)
         if augment and self.rank == 0 and actor is not None and rgb is not None:
             return _showing_first(batches, lambda batch: actor.add_images.remote(epoch + 1, "train/augmented_input",
                                                                                   list(batch[rgb][:SHOWN_INPUTS].numpy())))
         return batches
+
+    def _share_batches(self, config: ExperimentConfig, epoch: int, start: int, collate) -> Iterator[dict[str, torch.Tensor]]:
+        reader = self.loop_config["share_reader"]
+        return reader.epoch_batches(config.seed, epoch, config.data.shuffle_buffer, start, self.world_size, self.rank,
+                                    config.train.batch_size, collate)
 
     def val_batches(self, config: ExperimentConfig) -> Iterable[dict[str, torch.Tensor]]:
         return self.val_data.iter_torch_batches(batch_size=config.train.batch_size)
@@ -162,8 +177,8 @@ class _EarlyBatches:
     first blocks decode while this worker imports the model code and builds the model, instead of after.
     """
 
-    def __init__(self, batches: Iterable, epoch: int):
-        self.epoch, self._batches = epoch, iter(batches)
+    def __init__(self, batches: Iterable, epoch: int, start: int):
+        self.epoch, self.start, self._batches = epoch, start, iter(batches)
         self._first: list = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._pull, name="first-batch", daemon=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 import os
 import time
+import zlib
+from collections import Counter
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,7 +14,8 @@ import pytest
 from core.augmentation.sample_key import SAMPLE_KEY
 from core.tasks.columns import Column, Kind
 from data_pipeline.readers.decode import PATH, decoded_row_bytes
-from data_pipeline.readers.ray_data import TASK_BYTES, read_split, read_tasks
+from core.engine.epoch_order import epoch_order
+from data_pipeline.readers.ray_data import TASK_BYTES, read_split, read_tasks, share_reader
 from data_pipeline.readers.shard_datasource import read_shards
 from data_pipeline.format.shards import shard_paths
 from data_pipeline.storage.datastore import DataStore
@@ -109,3 +112,44 @@ def test_read_tasks_come_in_whole_rounds_of_about_task_bytes():
     assert read_tasks([{"bytes": 2 * TASK_BYTES}] * 5, tasks_at_once=1) == 5
     assert read_tasks([{"rows": 8}] * 5, tasks_at_once=1) == 5, "a shard of unknown size is a task of its own"
     assert read_tasks([{"bytes": 10}], tasks_at_once=4) == 1
+
+
+def _share_keys(reader, world_size: int, start: int, batches: int | None, epoch: int = 3) -> tuple[list[int], int]:
+    """The sample keys every worker of world_size trains from `start`, stopping after `batches` batches (None: the
+    epoch's end) as an interrupted run would; and the position it stopped at."""
+    keys, taken = [], 0
+    for rank in range(world_size):
+        stream = reader.epoch_batches(seed=1, epoch=epoch, window_rows=4, start=start, world_size=world_size, rank=rank,
+                                      batch_size=3)
+        trained = list(stream) if batches is None else [batch for _, batch in zip(range(batches), stream)]
+        keys += [int(key) for batch in trained for key in batch[SAMPLE_KEY]]
+        taken += sum(len(batch[SAMPLE_KEY]) for batch in trained)
+    return keys, start + taken
+
+
+@pytest.mark.parametrize("before, after", [(2, 1), (1, 2), (1, 3)])  # 1 -> 3: the last batch holds the few left over
+def test_an_epoch_stopped_inside_and_read_on_by_another_number_of_workers_reads_each_sample_once(eight_shards, before,
+                                                                                                  after):
+    store, manifest = eight_shards
+    reader = share_reader(store, manifest, RGB, task_cpus=0.5, data_cpus=1.0, tasks_at_once=2, rules=None)
+    first, position = _share_keys(reader, before, start=0, batches=2)
+    rest, end = _share_keys(reader, after, start=position, batches=None)
+    whole, _ = _share_keys(reader, before, start=0, batches=None)
+    expected = Counter(zlib.crc32(str(sample_id).encode()) for sample_id in _train_ids(store, manifest))
+    assert 0 < position < manifest["splits"]["train"]["rows"] == end
+    assert Counter(first + rest) == Counter(whole) == expected
+
+
+def test_a_share_is_read_in_the_epochs_order(eight_shards):
+    store, manifest = eight_shards
+    reader = share_reader(store, manifest, RGB, task_cpus=0.5, data_cpus=1.0, tasks_at_once=2, rules=None)
+    keys, _ = _share_keys(reader, 1, start=0, batches=None, epoch=0)
+    ids = _train_ids(store, manifest)
+    order = epoch_order([shard["rows"] for shard in manifest["splits"]["train"]["shards"]], seed=1, epoch=0, window_rows=4)
+    assert keys == [zlib.crc32(str(ids[row]).encode()) for row in order]
+
+
+def _train_ids(store, manifest) -> list[str]:
+    """The train split's sample ids, its shards laid end to end in the manifest's order."""
+    return [sample_id for path in shard_paths(store, manifest, "train")
+            for sample_id in pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist()]

@@ -1,8 +1,9 @@
-"""A run stopped mid-stage and resumed with --resume ends with the same weights as one that was never stopped.
+"""A run stopped inside an epoch mid-stage and resumed with --resume ends with the same weights as one that was never stopped.
 
 Each jobs.train here is its own process with its own local Ray; the interrupted one gets SIGTERM,
-as a scheduler or `kill` sends it, and must stop its workers, say so in summary.json and exit
-non-zero. So no Ray instance of this test process may run at the same time.
+as a scheduler or `kill` sends it, once a checkpoint inside its third epoch is registered
+(train.checkpoint_every), and must stop its workers, say so in summary.json and exit non-zero. So
+no Ray instance of this test process may run at the same time.
 """
 import json
 import os
@@ -19,13 +20,14 @@ import torch
 
 from core.engine import checkpoint
 from core.config.loading import load_config
-from jobs._train.resume import latest_checkpoint
+from jobs._train.resume import RAY_SNAPSHOT, latest_checkpoint
 from jobs import train
 from jobs._train.run_storage import checkpoint_storage
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
-EPOCHS = 4  # the stop lands in epoch 3 or, if that ends first, in epoch 4: mid-stage either way
+EPOCHS = 4
+STOPPED_IN = 3  # the epoch the stop lands in, after its mid-epoch checkpoint: mid-stage, and inside the epoch
 
 
 def _overrides(tiny_dataset, root: Path) -> list[str]:
@@ -33,7 +35,7 @@ def _overrides(tiny_dataset, root: Path) -> list[str]:
               "plateau: {patience: 0, factor: 0.5}}]")
     return [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith("train.epochs")] + [
         stages, f"train.epochs={EPOCHS}", "scaling.num_workers=1", "data.preserve_order=true", "train.checkpoints_to_keep=5", "ray.num_cpus=2",
-        "train.progress_every_s=1"]
+        "train.progress_every_s=1", "train.checkpoint_every={steps: 2}"]
 
 
 def _train(*args: str) -> subprocess.Popen:
@@ -48,17 +50,16 @@ def _finish(process: subprocess.Popen) -> str:
     return output
 
 
-def _stop_after_epochs(process: subprocess.Popen, root: Path, epochs: int, timeout_s: float = 300) -> tuple[str, list]:
-    """SIGTERM the run once `epochs` epochs are recorded; (its output, the processes it had started that outlived it).
-
-    metrics.jsonl gets an epoch once Ray Train registered its checkpoint; the checkpoint's files appear before that."""
+def _stop_inside_epoch(process: subprocess.Popen, root: Path, epoch: int, timeout_s: float = 300) -> tuple[str, list]:
+    """SIGTERM the run once Ray Train registered a checkpoint inside `epoch`; (its output, the processes it had started
+    that outlived it). Registered means listed in Ray Train's snapshot: the checkpoint's files appear before that."""
     deadline = time.monotonic() + timeout_s
     started = []
     try:
-        while sum(len(path.read_text().splitlines()) for path in root.glob("*/metrics.jsonl")) < epochs:
+        while _latest_registered(root).get("inside_epoch") != epoch:
             assert process.poll() is None, process.communicate()[0][-3000:]
             assert time.monotonic() < deadline, "the run did not reach its checkpoint in time"
-            time.sleep(0.1)
+            time.sleep(0.05)
         started = psutil.Process(process.pid).children(recursive=True)  # its Ray, its workers among them
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=120)[0]
@@ -69,6 +70,16 @@ def _stop_after_epochs(process: subprocess.Popen, root: Path, epochs: int, timeo
         except ProcessLookupError:
             pass
         process.wait()
+
+
+def _latest_registered(root: Path) -> dict:
+    """The metrics of the latest checkpoint Ray Train registered in the run under root; {} before the first."""
+    for snapshot in root.glob(f"*/ray_train/{RAY_SNAPSHOT}"):
+        try:
+            return json.loads(snapshot.read_text())["latest_checkpoint_result"]["metrics"]
+        except (ValueError, KeyError, TypeError):  # being written, or none yet
+            return {}
+    return {}
 
 
 PROGRESS = re.compile(r"epoch (\d+)/4  step (\d+)/4 \(\d+%\)  [\d.]+ samples/s  loss [\d.e+-]+  lr [\d.e+-]+  "
@@ -102,7 +113,7 @@ def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of
     uninterrupted = _train(*_overrides(tiny_dataset, tmp_path / "whole"))  # side by side: each waits mostly on startup
     interrupted = tmp_path / "interrupted"
     process = _train(*_overrides(tiny_dataset, interrupted))
-    output, outlived = _stop_after_epochs(process, interrupted, epochs=2)
+    output, outlived = _stop_inside_epoch(process, interrupted, epoch=STOPPED_IN)
     _check_progress_lines(_finish(uninterrupted))
     (whole,) = (tmp_path / "whole").iterdir()
     (run_dir,) = interrupted.iterdir()
@@ -111,12 +122,12 @@ def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of
     stopped = json.loads((run_dir / "summary.json").read_text())
     stopped_at = stopped["epochs_completed"]
     assert stopped["status"] == "interrupted" and stopped["error"] == "stopped by SIGTERM", stopped
-    assert 2 <= stopped_at < EPOCHS, "the run ended before it could be interrupted mid-stage"
-    assert checkpoint.saved_epoch(Path(stopped["checkpoint"])) + 1 == stopped_at
+    assert stopped_at == STOPPED_IN - 1, "the stop landed after the epoch it was meant to cut"
+    assert checkpoint.saved_train_state(Path(stopped["checkpoint"]))["inside"]["samples"] == 8  # 2 of 4 steps of 4 samples
     assert f"python -m jobs.train --resume {run_dir}" in output
 
     output = _finish(_train("--resume", str(run_dir)))
-    assert f"resuming after epoch {stopped_at}" in output
+    assert f"resuming after epoch {stopped_at} and 8 samples of epoch {STOPPED_IN}" in output
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == EPOCHS and summary["resumes"] == 1, summary
@@ -126,6 +137,8 @@ def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of
     whole_records = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in records] == [r["lr"] for r in whole_records]  # the plateau schedule went on where it was
     assert [r["train/loss"] for r in records] == pytest.approx([r["train/loss"] for r in whole_records], rel=1e-6)
+    assert [r["train/samples"] for r in records] == [16] * EPOCHS  # the cut epoch's too: none twice, none left out
+    assert [r["train/sample_digest"] for r in records] == [r["train/sample_digest"] for r in whole_records]
 
     expected, resumed = _last_weights(whole), _last_weights(run_dir)
     assert all(torch.equal(expected[name], resumed[name]) for name in expected), \
