@@ -1,11 +1,17 @@
-"""python -m bench.recovery [--repeats R] [--kill-after S]: what a killed training worker costs.
+"""python -m bench.recovery [--repeats R] [--kill-after S] [--stop worker|driver] [--checkpoint-every N]: what a stopped run costs.
 
-Each repeat runs the quickstart for 3 epochs with failure.max_failures=1 in its own process and,
---kill-after seconds into epoch 2 (about 13 s long here), SIGKILLs one Ray Train worker process
-(by PID, found among the run's descendants). Ray Train restarts the worker group from the epoch 1
-checkpoint. Measured: seconds from the kill to the first optimizer step after the restart (rank
-0's startup marks in metrics.jsonl), and the work redone (the part of epoch 2 done before the
-kill, in seconds and in steps at the last epoch's step rate). Medians in the table; JSON to bench/results/recovery.json.
+Each repeat runs the quickstart for 3 epochs in its own process and, --kill-after seconds into
+epoch 2 (about 13 s long here), stops it: `--stop worker` SIGKILLs one Ray Train worker process
+(by PID, found among the run's descendants; failure.max_failures=1, so Ray Train restarts the
+worker group from the latest checkpoint), `--stop driver` SIGTERMs the driver and runs `jobs.train
+--resume` on the run directory. With --checkpoint-every N the run also checkpoints every N steps
+inside the epochs (train.checkpoint_every) and goes on from inside epoch 2; without it, from the
+epoch 1 checkpoint. Measured: seconds from the stop to the first optimizer step after it (rank 0's
+startup marks in metrics.jsonl), and the work redone: the seconds from the latest checkpoint
+Ray Train had registered before the stop (its snapshot file, polled every 50 ms) to the stop, and
+the optimizer steps trained twice (counted in TensorBoard's step/loss, logged at every step here:
+the run goes on from its checkpoint's step count); and whether every epoch trained each of its
+samples once. Medians in the table; JSON to bench/results/recovery[_driver][_every<N>].json.
 """
 from __future__ import annotations
 
@@ -18,9 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bench import _results
 from core.config.loading import load_config
@@ -30,44 +38,98 @@ from data_pipeline.sources.synthetic import ensure_dataset
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 WORKER_TITLE = "ray::RayTrainWorker"
+SNAPSHOT = "ray_train/checkpoint_manager_snapshot.json"  # where Ray Train lists the checkpoints it registered
 
 
-def one_run(out: Path, kill_after: float) -> dict[str, float]:
-    command = [sys.executable, "-m", "jobs.train", f"output.root={out}", "train.epochs=3", "failure.max_failures=1"]
+def one_run(out: Path, kill_after: float, stop: str, every: int | None) -> dict[str, float]:
+    command = [sys.executable, "-m", "jobs.train", f"output.root={out}", "train.epochs=3", "failure.max_failures=1",
+               "train.step_scalars_every=1", *([f"train.checkpoint_every={{steps: {every}}}"] if every else [])]
     run = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        first_record_at = _wait_for_first_record(out, run)
-        time.sleep(kill_after)
-        killed_at = _kill_a_worker(run.pid)
+        watch = _CheckpointWatch(out)
+        watch.until(lambda metrics: metrics.get("epoch", 0) >= 1, run)
+        watch.wait(kill_after, run)
+        stopped_at = _kill_a_worker(run.pid) if stop == "worker" else _sigterm(run)
+        latest_before = watch.latest_at
         stderr = run.communicate(timeout=1800)[1]
         (out / "stderr.log").write_text(stderr)
-        if run.returncode != 0:
-            raise SystemExit(f"the run failed ({run.returncode}):\n{stderr[-3000:]}")
+        if stop == "driver":
+            (run_dir,) = out.glob("*/")
+            resumed = subprocess.run([sys.executable, "-m", "jobs.train", "--resume", str(run_dir)], cwd=REPO,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=1800)
+            stderr, returncode = resumed.stderr, resumed.returncode
+        else:
+            returncode = run.returncode
+        if returncode != 0:
+            raise SystemExit(f"the run failed ({returncode}):\n{stderr[-3000:]}")
     finally:
         _stop_group(run.pid)
     (run_dir,) = out.glob("*/")
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    restarted = next((r for r in records if r["restarts_from_checkpoint"] == 1 and "startup" in r), None)
-    if restarted is None:
-        seen = [(r["epoch"], r["restarts_from_checkpoint"], "startup" in r) for r in records]
-        raise SystemExit(f"no record of a restarted worker group in {run_dir} (epoch, restarts, startup marks): {seen}\n"
-                         f"{(out / 'stderr.log').read_text()[-4000:]}")
-    config = load_config(run_dir / "config.yaml")  # the last epoch is the steadiest: no startup in it
-    steps_per_s = records[-1]["train/samples_per_s"] / (config.train.batch_size * config.scaling.num_workers)
-    redone_s = killed_at - first_record_at
-    return {"kill_to_next_step_s": restarted["startup"]["first_step"] - killed_at, "redone_s": redone_s,
-            "redone_steps": redone_s * steps_per_s}
+    went_on = next((r for r in records if (r["restarts_from_checkpoint"] or r["resumes"]) and "startup" in r), None)
+    if went_on is None:
+        seen = [(r["epoch"], r["restarts_from_checkpoint"], r["resumes"], "startup" in r) for r in records]
+        raise SystemExit(f"no record of a restarted or resumed run in {run_dir} (epoch, restarts, resumes, startup marks): "
+                         f"{seen}\n{stderr[-4000:]}")
+    rows = json.loads((run_dir / "summary.json").read_text())["data"]["train"]
+    return {"stop_to_next_step_s": went_on["startup"]["first_step"] - stopped_at, "redone_s": stopped_at - latest_before,
+            "redone_steps": _redone_steps(run_dir), "exact_epochs": float(all(r.get("train/samples") == rows for r in records))}
 
 
-def _wait_for_first_record(out: Path, run: subprocess.Popen, timeout_s: float = 900) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(path.read_text().strip() for path in out.glob("*/metrics.jsonl")):
-            return time.time()
+def _redone_steps(run_dir: Path) -> int:
+    """Optimizer steps trained twice: a run goes on from its checkpoint's step count, so each step trained after the
+    checkpoint and lost logs its step/loss (train.step_scalars_every=1) a second time under the same step."""
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0}, purge_orphaned_data=False)
+    events.Reload()
+    steps = Counter(event.step for event in events.Scalars("step/loss"))
+    return sum(count - 1 for count in steps.values())
+
+
+class _CheckpointWatch:
+    """Polls the run's snapshot of registered checkpoints; latest_at: when the latest one was first seen."""
+
+    def __init__(self, out: Path):
+        self.out, self.latest_at, self._latest = out, time.time(), None
+
+    def until(self, done, run: subprocess.Popen, timeout_s: float = 900) -> None:
+        """Polls until done(the latest checkpoint's metrics); the run must not end meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._pause(run)
+            metrics = self._poll()
+            if metrics is not None and done(metrics):
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no such checkpoint was registered within {timeout_s:.0f} s")
+
+    def wait(self, seconds: float, run: subprocess.Popen) -> None:
+        """Polls for `seconds`, noting any checkpoint registered meanwhile."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._pause(run)
+            self._poll()
+
+    @staticmethod
+    def _pause(run: subprocess.Popen) -> None:
         if run.poll() is not None:
-            raise SystemExit(f"the run ended before its first epoch did:\n{run.stderr.read()[-3000:]}")
-        time.sleep(0.1)
-    raise SystemExit(f"no epoch ended within {timeout_s:.0f} s")
+            raise SystemExit(f"the run ended early:\n{run.stderr.read()[-3000:]}")
+        time.sleep(0.05)
+
+    def _poll(self) -> dict | None:
+        for path in self.out.glob(f"*/{SNAPSHOT}"):
+            try:
+                latest = json.loads(path.read_text())["latest_checkpoint_result"]
+            except (ValueError, KeyError, TypeError):  # being written
+                return None
+            if latest is not None and latest["checkpoint_dir_name"] != self._latest:
+                self._latest, self.latest_at = latest["checkpoint_dir_name"], time.time()
+            return latest["metrics"] if latest else None
+        return None
+
+
+def _sigterm(run: subprocess.Popen) -> float:
+    run.send_signal(signal.SIGTERM)
+    return time.time()
 
 
 def _kill_a_worker(driver_pid: int) -> float:
@@ -96,20 +158,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kill-after", type=float, default=4.0, help="seconds into epoch 2")
+    parser.add_argument("--stop", choices=["worker", "driver"], default="worker",
+                        help="SIGKILL a worker (Ray Train restarts), or SIGTERM the driver and --resume")
+    parser.add_argument("--checkpoint-every", type=int, metavar="N", help="train.checkpoint_every={steps: N}")
     args = parser.parse_args()
     config = load_config(QUICKSTART)
     ensure_dataset(DataStore.at(REPO / config.data.uri), config.data.synthetic)
     runs = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            runs.append(one_run(Path(tmp), args.kill_after))
-        print(f"repeat {repeat + 1}/{args.repeats}: {runs[-1]['kill_to_next_step_s']:.1f} s to the next step", file=sys.stderr)
+            runs.append(one_run(Path(tmp), args.kill_after, args.stop, args.checkpoint_every))
+        print(f"repeat {repeat + 1}/{args.repeats}: {runs[-1]['stop_to_next_step_s']:.1f} s to the next step, "
+              f"{runs[-1]['redone_steps']:.1f} steps redone", file=sys.stderr)
     medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    print(f"\nquickstart, 2 workers, one worker SIGKILLed {args.kill_after:g} s into epoch 2; median of {args.repeats}")
-    print(f"{'kill to the next step after restart':<40}{medians['kill_to_next_step_s']:>8.1f} s")
-    print(f"{'work redone (epoch 2 before the kill)':<40}{medians['redone_s']:>8.1f} s, about {medians['redone_steps']:.0f} steps")
-    print(f"{'lost in all':<40}{medians['kill_to_next_step_s'] + medians['redone_s']:>8.1f} s")
-    _results.write("recovery", {"settings": vars(args), "runs": runs, "medians": medians})
+    how = "one worker SIGKILLed" if args.stop == "worker" else "the driver SIGTERMed, then --resume"
+    every = f"checkpoints every {args.checkpoint_every} steps" if args.checkpoint_every else "checkpoints at epoch ends"
+    print(f"\nquickstart, 2 workers, {every}, {how} {args.kill_after:g} s into epoch 2; median of {args.repeats}")
+    print(f"{'stop to the next step after it':<42}{medians['stop_to_next_step_s']:>8.1f} s")
+    print(f"{'since the latest checkpoint':<42}{medians['redone_s']:>8.1f} s")
+    print(f"{'steps trained again':<42}{medians['redone_steps']:>8.0f}   (most {max(r['redone_steps'] for r in runs):.0f})")
+    print(f"{'every epoch trained each sample once':<42}{sum(r['exact_epochs'] for r in runs):>8.0f} of {len(runs)} runs")
+    name = "recovery" + ("_driver" if args.stop == "driver" else "") + (f"_every{args.checkpoint_every}" if args.checkpoint_every else "")
+    _results.write(name, {"settings": vars(args), "runs": runs, "medians": medians})
 
 
 if __name__ == "__main__":

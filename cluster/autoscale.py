@@ -40,7 +40,7 @@ def requested_bundles(scaling: ScalingConfig) -> list[dict[str, float]]:
     worker = {"CPU": scaling.cpus_per_worker}
     if scaling.use_gpu is True:
         worker["GPU"] = scaling.gpus_per_worker or 1.0
-    return [dict(worker) for _ in range(scaling.num_workers)] + [{"CPU": scaling.data_cpus}]
+    return [dict(worker) for _ in range(scaling.max_workers)] + [{"CPU": scaling.data_cpus}]
 
 
 def release() -> None:

@@ -72,6 +72,15 @@ def worker_environment(code_root: Path, node_ip_address: str):
                 os.environ[name] = value
 
 
+def anchor_ray_data_logging(code_root: Path = CODE_ROOT) -> None:
+    """A job on a cluster names Ray Data's logging config relative to its working_dir, where Ray Data's split
+    coordinators run; a Ray Train worker that executes a dataset itself (train.checkpoint_every) runs elsewhere
+    and would not find it. Ray Data reads the variable at its first execution in a process, so it is made absolute first."""
+    value = os.environ.get(RAY_DATA_LOGGING)
+    if value and not Path(value).is_absolute():
+        os.environ[RAY_DATA_LOGGING] = str(code_root / value)
+
+
 def _own_address(node_ip_address: str) -> dict[str, str]:
     """The instance's GCS port, chosen here, and its address for the workers. Ray Train's own actors find
     the cluster through the state API, which without RAY_ADDRESS looks for every Ray on the machine and

@@ -7,7 +7,7 @@ when they do not fit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.config.sections import ScalingConfig
 
@@ -18,11 +18,17 @@ class PlanError(RuntimeError):
 
 @dataclass(frozen=True)
 class ResourcePlan:
-    num_workers: int
+    num_workers: int  # the workers that must fit: an elastic run's MIN
     cpus_per_worker: float
     gpus_per_worker: float
     data_cpus: float
     torch_threads: int
+    max_workers: int | None = None  # an elastic run's MAX; None: a fixed size
+    resize_check_s: float = 60.0
+
+    @property
+    def elastic(self) -> bool:
+        return self.max_workers is not None
 
     @property
     def use_gpu(self) -> bool:
@@ -53,7 +59,9 @@ def make_plan(scaling: ScalingConfig, nodes: list[dict[str, float]], runs: int =
     cluster_gpus = sum(node.get("GPU", 0.0) for node in nodes)
     use_gpu = scaling.use_gpu is True or (scaling.use_gpu == "auto" and cluster_gpus > 0)
     plan = ResourcePlan(
-        num_workers=scaling.num_workers,
+        num_workers=scaling.min_workers,
+        max_workers=scaling.max_workers if scaling.elastic else None,
+        resize_check_s=scaling.resize_check_s,
         cpus_per_worker=scaling.cpus_per_worker,
         gpus_per_worker=(scaling.gpus_per_worker or 1.0) if use_gpu else 0.0,
         data_cpus=scaling.data_cpus,
@@ -61,6 +69,18 @@ def make_plan(scaling: ScalingConfig, nodes: list[dict[str, float]], runs: int =
     )
     _check(plan, nodes, runs, driver_cpus)
     return plan
+
+
+def growth(plan: ResourcePlan, nodes: list[dict[str, float]]) -> str | None:
+    """An elastic plan: what its MAX workers need and whether these nodes hold them; None for a fixed size."""
+    if not plan.elastic:
+        return None
+    largest = replace(plan, num_workers=plan.max_workers)
+    missing = shortfall(largest, nodes)
+    start = f"elastic: starts with {plan.num_workers} worker(s) and grows to {plan.max_workers}"
+    if missing is None:
+        return f"{start}; the cluster holds all {plan.max_workers} now"
+    return f"{start} when the cluster has {_what(largest, 1, 0.0)} plus {plan.data_cpus:g} CPU for Ray Data: now {missing}"
 
 
 def shortfall(plan: ResourcePlan, nodes: list[dict[str, float]]) -> str | None:

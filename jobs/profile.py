@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"profile directory: {out_dir}", file=sys.stderr, flush=True)
     if args.find_batch_size:
-        return _find_batch_size(config, plans[config.scaling.num_workers], data, args, out_dir)
+        return _find_batch_size(config, plans[config.scaling.max_workers], data, args, out_dir)
     return _profile(config, plans, data, args, out_dir)
 
 
@@ -94,7 +94,7 @@ def _find_batch_size(config: ExperimentConfig, plan, data, args: argparse.Namesp
 def _predict(config: ExperimentConfig, args: argparse.Namespace) -> int:
     image_size, train_rows = _data_shape(config)
     want = {**profile_ledger.workload(config, image_size), "versions": _versions(), "device": args.device or _local_device(),
-            "workers": config.scaling.num_workers, "batch_size": config.train.batch_size,
+            "workers": config.scaling.max_workers, "batch_size": config.train.batch_size,
             "loader_parallelism": max(1, round(config.scaling.data_cpus))}
     ledger = _ledger_path(config, args)
     estimate = profile_ledger.predict(profile_ledger.read(ledger), want, train_rows)
@@ -173,7 +173,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _defaults(args: argparse.Namespace, config: ExperimentConfig) -> None:
-    args.workers = args.workers or [config.scaling.num_workers]
+    args.workers = args.workers or [config.scaling.max_workers]
     args.batch_sizes = args.batch_sizes or [config.train.batch_size]
 
 

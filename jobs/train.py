@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cluster import autoscale
-from cluster.connect import CODE_ROOT, connect
-from cluster.resources import PlanError
+from cluster.connect import CODE_ROOT, connect, node_resources
+from cluster.resources import PlanError, growth
 from core.profiling import startup
 from core.config.errors import ConfigError
 from core.config.loading import load_config
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
         from jobs._train.experiment import prepare_data, run
 
         plan = autoscale.plan_when_it_fits(config.scaling)
+        if plan.elastic:
+            print(growth(plan, node_resources()), file=sys.stderr, flush=True)
         envs = environments()
         if not check(config, envs, resume.run_dir if resume else None, args.env_lock, args.strict_env):
             return USAGE_ERROR

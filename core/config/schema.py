@@ -62,6 +62,19 @@ class ExperimentConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _elastic_runs_resize_from_inside_epochs(self) -> "ExperimentConfig":
+        if not self.scaling.elastic:
+            return self
+        if self.train.checkpoint_every is None:
+            raise ValueError(f"scaling.num_workers {list(self.scaling.num_workers)} is elastic: each resize goes on from the "
+                             "latest checkpoint, so set train.checkpoint_every (e.g. {steps: 200}) to go on from inside the epoch "
+                             "with each sample trained once")
+        if self.scaling.strategy != "ddp":
+            raise ValueError("elastic scaling.num_workers needs scaling.strategy ddp: a DeepSpeed checkpoint is sharded for the "
+                             "number of workers that wrote it")
+        return self
+
+    @model_validator(mode="after")
     def _deepspeed_stages(self) -> "ExperimentConfig":
         if self.scaling.strategy != "deepspeed":
             return self

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -186,7 +186,11 @@ class StageConfig(Strict):
 
 
 class ScalingConfig(Strict):
-    num_workers: int = Field(2, ge=1, description="Ray Train workers, each a process with a copy of the model")
+    num_workers: int | tuple[int, int] = Field(
+        2, description="Ray Train workers, each a process with a copy of the model; [MIN, MAX]: elastic, starting once MIN fit, "
+                       "growing to MAX as resources appear and shrinking on a node loss (failure.max_failures counts those), "
+                       "each resize going on from the latest checkpoint with the global batch of MAX workers")
+    resize_check_s: float = Field(60.0, gt=0.0, description="elastic num_workers: seconds between two looks for the resources to grow")
     cpus_per_worker: float = Field(0.5, gt=0.0, description="fractions leave CPUs for Ray Data (see data_cpus)")
     gpus_per_worker: float = Field(0.0, ge=0.0, description="> 0: each worker takes this share of a GPU")
     use_gpu: bool | Literal["auto"] = Field("auto", description="auto: GPUs where the cluster has them")
@@ -195,6 +199,29 @@ class ScalingConfig(Strict):
     strategy: Literal["ddp", "deepspeed"] = Field("ddp", description="deepspeed: ZeRO partitions optimizer state (and more) across workers")
     zero_stage: Literal[1, 2, 3] = Field(2, description="deepspeed: 1 optimizer state, 2 and gradients, 3 and parameters")
     autoscale_timeout_s: float = Field(0.0, ge=0.0, description="> 0: ask the autoscaler for a plan that does not fit yet, and wait this long")
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers_range(cls, value: int | tuple[int, int]) -> int | tuple[int, int]:
+        low, high = (value, value) if isinstance(value, int) else value
+        if low < 1:
+            raise ValueError(f"{list(value) if isinstance(value, tuple) else value}: every worker count must be at least 1")
+        if low > high:
+            raise ValueError(f"[{low}, {high}]: MIN ({low}) is larger than MAX ({high}); give [MIN, MAX] with MIN <= MAX, "
+                             "or one number for a fixed size")
+        return value
+
+    @property
+    def elastic(self) -> bool:
+        return isinstance(self.num_workers, tuple)
+
+    @property
+    def min_workers(self) -> int:
+        return self.num_workers[0] if isinstance(self.num_workers, tuple) else self.num_workers
+
+    @property
+    def max_workers(self) -> int:
+        return self.num_workers[1] if isinstance(self.num_workers, tuple) else self.num_workers
 
 
 class FailureSettings(Strict):

@@ -28,7 +28,7 @@ from core.config.schema import ExperimentConfig
 from core.engine import checkpoint, early_stopping
 from core.engine.distributed import largest
 from core.engine.early_stopping import EarlyStopping
-from core.engine.epoch_order import EpochShare
+from core.engine.epoch_order import Batching, EpochShare
 from core.engine.epoch_progress import EpochPlan, EpochProgress, steps_per_epoch
 from core.engine.epoch_tally import EpochTally
 from core.engine.mid_epoch import MidEpochSchedule, resumed_inside, split_key
@@ -111,7 +111,7 @@ class Trainer:
         freeze(module, stage.freeze)
         task = build_task(config.task, self.manifest)
         model, optimizer = backend.wrap(module, config)
-        components = _Components(config, task, optimizer, stage, backend.device, deepspeed=is_deepspeed(model))
+        components = _Components(config, task, optimizer, stage, backend.device, is_deepspeed(model), self.batching(config))
         components.load(saved, resuming=optimizer_state is not None and not hyperparameters_from_config)
         if isinstance(optimizer_state, Path):
             load_shards(model, optimizer_state)
@@ -169,8 +169,13 @@ class Trainer:
         every = config.train.checkpoint_every
         if every is None:
             return None
-        share = EpochShare.plan(self._train_rows(), start, self.backend.world_size, config.train.batch_size)
-        return MidEpochSchedule(every, share, config.train.grad_accumulation, self.backend.device)
+        batching = self.batching(config)
+        share = EpochShare.plan(self._train_rows(), start, batching)
+        return MidEpochSchedule(every, share, batching.accumulation, self.backend.device)
+
+    def batching(self, config: ExperimentConfig) -> Batching:
+        """The stage's batches at this world size (the configured global batch; see core.engine.epoch_order)."""
+        return Batching.of(config, self.backend.world_size)
 
     def _train_rows(self) -> int:
         return self.manifest["splits"]["train"]["rows"]
@@ -197,10 +202,10 @@ class Trainer:
         rows = self.manifest.get("splits", {}).get("train", {}).get("rows")
         if not rows:
             return None
-        train = stage.config.train
-        steps = steps_per_epoch(rows - start, train.batch_size, self.backend.world_size, train.grad_accumulation)
+        batching = self.batching(stage.config)
+        steps = steps_per_epoch(rows - start, batching.batch_size, self.backend.world_size, batching.accumulation)
         plan = EpochPlan(stage.name, epoch, sum(s.epochs for s in self.stages), steps, self.backend.world_size)
-        return EpochProgress(plan, train.progress_every_s, self._last_epoch_s)
+        return EpochProgress(plan, stage.config.train.progress_every_s, self._last_epoch_s)
 
     def _record(self, epoch: int, stage: Stage, progress: Progress, task, stats: EpochStats, result: Evaluation,
                 learning_rate: float, components: "_Components") -> dict[str, Any]:
@@ -214,7 +219,9 @@ class Trainer:
             "resumes": progress.resumes,
             "skipped_steps": components.guard.skipped,
             "lr": learning_rate,
-            "batch_size": stage.config.train.batch_size,
+            "batch_size": self.batching(stage.config).batch_size,
+            "grad_accumulation": self.batching(stage.config).accumulation,
+            "global_batch": self.batching(stage.config).global_batch,
             **{f"train/{name}": value for name, value in stats.losses.items()},
             "train/loss": sum(weight * stats.losses[name] for name, weight in on.items()),
             **{f"loss_weight/{name}": weight for name, weight in task.loss_weights.items()},
@@ -244,9 +251,10 @@ class Trainer:
 class _Components:
     """A stage's plateau, early stopping, numerics guard and loss scale, each saved under its key."""
 
-    def __init__(self, config: ExperimentConfig, task, optimizer, stage: Stage, device: torch.device, deepspeed: bool):
+    def __init__(self, config: ExperimentConfig, task, optimizer, stage: Stage, device: torch.device, deepspeed: bool,
+                 batching: Batching):
         train = config.train
-        self.rules = StepRules(train.grad_accumulation, train.grad_clip, train.precision)
+        self.rules = StepRules(batching.accumulation, train.grad_clip, train.precision)
         self.plateau = build_plateau(train.plateau, optimizer, task.monitor_mode)
         self.stopping = EarlyStopping(stage.early_stopping, task.monitor_mode)
         self.guard = NumericsGuard(train.skip_nonfinite_steps, stage=stage.name)

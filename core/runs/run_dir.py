@@ -34,7 +34,7 @@ TENSORBOARD = "tb"
 def run_name(config: ExperimentConfig, now: datetime) -> str:
     """Like researchers name runs by hand: when, what, and the hyperparameters that differ most."""
     return (f"{now:%Y%m%d-%H%M%S}_{config.name}_{config.task.name}_{config.task.model_label}"
-            f"_bs{config.train.batch_size}x{config.scaling.num_workers}_lr{config.train.optimizer.lr:g}")
+            f"_bs{config.train.batch_size}x{_workers(config.scaling)}_lr{config.train.optimizer.lr:g}")
 
 
 def create(config: ExperimentConfig, code_root: Path, extra_env: dict[str, Any] | None = None) -> Path:
@@ -119,3 +119,7 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+def _workers(scaling) -> str:
+    return f"{scaling.min_workers}-{scaling.max_workers}" if scaling.elastic else str(scaling.num_workers)

@@ -37,17 +37,25 @@ class EpochCollate(NumpyBatchCollateFn):
 
 
 def in_sizes(batches: Iterable[dict[str, torch.Tensor]], sizes: list[int]) -> Iterator[dict[str, torch.Tensor]]:
-    """The batches regrouped into batches of these sizes: an epoch's last batch may be larger than the batch size
-    (core.engine.epoch_order), and Ray Data hands it over as a full batch and the rest."""
+    """The batches' rows regrouped into batches of these sizes: a worker's parts of an epoch's batches differ by a
+    sample, and the last may be larger than the rest (core.engine.epoch_order)."""
     iterator = iter(batches)
+    held: list[dict[str, torch.Tensor]] = []
+    rows = 0
     for size in sizes:
-        parts, rows = [], 0
         while rows < size:
             part = next(iterator, None)
             if part is None:
                 raise RuntimeError(f"the epoch's stream ended {size - rows} rows short of a batch of {size}")
-            parts.append(part)
-            rows += len(next(iter(part.values())))
-        if rows != size:
-            raise RuntimeError(f"a batch of {size} rows was expected where the stream's batches add up to {rows}")
-        yield parts[0] if len(parts) == 1 else {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+            held.append(part)
+            rows += _length(part)
+        merged = held[0] if len(held) == 1 else {name: torch.cat([part[name] for part in held]) for name in held[0]}
+        yield merged if rows == size else {name: values[:size] for name, values in merged.items()}
+        held = [] if rows == size else [{name: values[size:] for name, values in merged.items()}]
+        rows -= size
+    if next(iterator, None) is not None or rows:
+        raise RuntimeError("the epoch's stream holds more rows than its batches")
+
+
+def _length(batch: dict[str, torch.Tensor]) -> int:
+    return len(next(iter(batch.values())))

@@ -18,7 +18,7 @@ import ray.data
 import torch
 from ray.data import ExecutionResources
 
-from core.engine.epoch_order import EpochShare, epoch_order
+from core.engine.epoch_order import Batching, EpochShare, epoch_order
 from core.tasks.columns import Column
 from data_pipeline.format.shards import shard_paths
 from data_pipeline.format.validate import SampleRules
@@ -92,13 +92,14 @@ class ShareReader:
     data_cpus: float  # this worker's part of the CPUs the plan keeps for data
     tasks_at_once: int
 
-    def epoch_batches(self, seed: int, epoch: int, window_rows: int, start: int, world_size: int, rank: int, batch_size: int,
+    def epoch_batches(self, seed: int, epoch: int, window_rows: int, start: int, batching: Batching, rank: int,
                       collate=None) -> Iterator[dict[str, torch.Tensor]]:
         """This worker's part of each global batch of the epoch's order (core.engine.epoch_order) from `start` on."""
         order = epoch_order([shard["rows"] for shard in self.shards], seed, epoch, window_rows)
-        share = EpochShare.plan(sum(shard["rows"] for shard in self.shards), start, world_size, batch_size)
+        share = EpochShare.plan(sum(shard["rows"] for shard in self.shards), start, batching)
         rows, sizes = share.worker_rows(order, rank)
-        return in_sizes(self.read(rows, batch_size).iter_torch_batches(batch_size=batch_size, collate_fn=collate), sizes)
+        batches = self.read(rows, batching.batch_size).iter_torch_batches(batch_size=batching.batch_size, collate_fn=collate)
+        return in_sizes(batches, sizes)
 
     def read(self, rows: np.ndarray, batch_rows: int) -> ray.data.Dataset:
         """These rows of the split, streamed in this order."""

@@ -19,24 +19,31 @@ STARTS = "worker_group_starts"
 SCRATCH = "scratch"
 
 
-def record_start(storage: Any, resumes: int, started_from: str) -> None:
-    """storage: the worker's Ray Train StorageContext; started_from: "checkpoint epoch N", "init_checkpoint" or SCRATCH.
-    Rank 0 only."""
+def record_start(storage: Any, resumes: int, started_from: str, world_size: int, at: dict[str, int]) -> None:
+    """storage: the worker's Ray Train StorageContext; started_from: "checkpoint epoch N", "init_checkpoint" or SCRATCH;
+    at: where the run goes on from ({"epoch": epochs finished, "epoch_samples": of the next one, "step": optimizer
+    steps}). Rank 0 only."""
     folder = posixpath.join(str(storage.experiment_fs_path), STARTS)
     storage.storage_filesystem.create_dir(folder)
-    entry = {"time": time.time(), "resumes": resumes, "started_from": started_from, "rank0_pid": os.getpid()}
+    entry = {"time": time.time(), "resumes": resumes, "started_from": started_from, "rank0_pid": os.getpid(),
+             "world_size": world_size, **at}
     with storage.storage_filesystem.open_output_stream(posixpath.join(folder, f"{time.time_ns()}.json")) as handle:
         handle.write(json.dumps(entry).encode())
 
 
 def restarts(storage: CheckpointStorage) -> dict[str, Any]:
-    """{"restarts": every start after the first of its session, "restarts_from_scratch": those that found no checkpoint}."""
+    """{"restarts": every start after the first of its session, "restarts_from_scratch": those that found no checkpoint,
+    "resizes": each start at another world size than the one before (time, from, to, and where it went on from)}."""
     folder = posixpath.join(storage.root, STARTS)
     try:
         paths = sorted(storage.fs.ls(folder, detail=False), key=lambda p: int(posixpath.basename(p).split(".")[0]))
     except FileNotFoundError:
-        return {"restarts": 0, "restarts_from_scratch": 0}
+        return {"restarts": 0, "restarts_from_scratch": 0, "resizes": []}
     starts = [json.loads(storage.fs.cat_file(path)) for path in paths]
     sessions = {start["resumes"] for start in starts}
     later = [start for index, start in enumerate(starts) if any(s["resumes"] == start["resumes"] for s in starts[:index])]
-    return {"restarts": len(starts) - len(sessions), "restarts_from_scratch": sum(s["started_from"] == SCRATCH for s in later)}
+    resizes = [{"time": after["time"], "from": before["world_size"], "to": after["world_size"], "epoch": after["epoch"],
+                "epoch_samples": after["epoch_samples"], "step": after["step"]}
+               for before, after in zip(starts, starts[1:]) if before.get("world_size") != after.get("world_size")]
+    return {"restarts": len(starts) - len(sessions), "restarts_from_scratch": sum(s["started_from"] == SCRATCH for s in later),
+            "resizes": resizes}

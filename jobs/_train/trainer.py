@@ -1,6 +1,7 @@
 """Compose a Ray Train TorchTrainer from a validated config, its resource plan and its data."""
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import time
@@ -54,7 +55,7 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
             name=TRAIN_STORAGE,
             storage_path=posixpath.dirname(checkpoints.root),
             storage_filesystem=checkpoints.arrow_fs() if checkpoints.is_s3 else None,
-            failure_config=failure_config(config.failure),
+            failure_config=failure_config(config.failure, plan.elastic),
             checkpoint_config=checkpoint_config(config.train, task),
             callbacks=[_run_dir_callback(config, task, run_dir), *extra_callbacks],
             # Ray Train's INFO lines of every epoch ("Checkpoint successfully created at ...") go to its log
@@ -66,7 +67,7 @@ def build_trainer(config: ExperimentConfig, plan: ResourcePlan, task: Task, stor
 
 def _share_reader(plan: ResourcePlan, task: Task, store: DataStore, manifest: dict[str, Any], rules: SampleRules | None) -> ShareReader:
     """Each worker reads with its part of the CPUs the plan keeps for data, so that the workers' reads together take no more."""
-    per_worker = plan.data_cpus / plan.num_workers
+    per_worker = plan.data_cpus / (plan.max_workers or plan.num_workers)
     task_cpus = min(plan.data_task_cpus, per_worker)
     return share_reader(store, manifest, task.columns, task_cpus, per_worker, max(1, int(per_worker / task_cpus + 1e-9)), rules)
 
@@ -95,16 +96,28 @@ def checkpoint_config(train: TrainConfig, task: Task) -> CheckpointConfig:
                             checkpoint_score_order=task.monitor_mode)
 
 
-def failure_config(settings: FailureSettings) -> FailureConfig:
+def failure_config(settings: FailureSettings, elastic: bool = False) -> FailureConfig:
     """Ray Train retries a worker group it cannot place forever by default, so a run that lost a node
     for good would hang; here it waits failure.resource_wait_s, then fails. The wait is read by Ray
-    Train's controller from this environment variable, which it copies from the driver's."""
-    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = f"{settings.resource_wait_s:g}"
-    return FailureConfig(max_failures=settings.max_failures, controller_failure_limit=0)
+    Train's controller from this environment variable, which it copies from the driver's.
+
+    An elastic run sizes each new group from Ray Data's AutoscalingCoordinator, which looks at the
+    nodes every 20 s: just after a node loss it still counts the lost node and asks for a group that
+    cannot be placed. Such a start gives up after ELASTIC_START_S and is retried (a controller
+    failure), sized afresh, for failure.resource_wait_s in all."""
+    attempt = min(settings.resource_wait_s, ELASTIC_START_S) if elastic else settings.resource_wait_s
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = f"{attempt:g}"
+    retries = math.ceil(settings.resource_wait_s / attempt) - 1 if elastic else 0
+    return FailureConfig(max_failures=settings.max_failures, controller_failure_limit=retries)
+
+
+ELASTIC_START_S = 30.0
 
 
 def scaling_config(plan: ResourcePlan) -> ScalingConfig:
-    return ScalingConfig(num_workers=plan.num_workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker())
+    workers = (plan.num_workers, plan.max_workers) if plan.elastic else plan.num_workers
+    return ScalingConfig(num_workers=workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources_per_worker(),
+                         elastic_resize_monitor_interval_s=plan.resize_check_s)
 
 
 def data_config(plan: ResourcePlan, preserve_order: bool = False) -> DataConfig:

@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -24,10 +24,11 @@ import ray.train.torch
 import torch
 from botocore.exceptions import BotoCoreError
 
-from cluster.connect import node_resources
+from cluster.connect import anchor_ray_data_logging, node_resources
 from cluster.resources import ResourcePlan, shortfall
 from core.config.schema import ExperimentConfig
 from core.engine import checkpoint
+from core.engine.epoch_order import Batching
 from core.engine.mid_epoch import resumed_inside
 from core.engine.progress import Progress
 from core.engine.stages import plan_stages
@@ -50,13 +51,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # the root level reaches them); those lines would bury the one line per epoch the run prints.
     logging.getLogger().setLevel(logging.WARNING)
     torch.set_num_threads(loop_config["torch_threads"])
-    _check_cluster(ResourcePlan(**loop_config["plan"]))
+    anchor_ray_data_logging()
+    _check_cluster(replace(ResourcePlan(**loop_config["plan"]), num_workers=context.get_world_size()))
     _seed(config.seed + context.get_world_rank())
 
     point = _restore_point(loop_config, config)
-    if context.get_world_rank() == 0:
-        record_start(context.get_storage(), loop_config.get("resumes", 0), point.origin if point else SCRATCH)
     progress = point.progress if point else Progress()
+    if context.get_world_rank() == 0:
+        at = {"epoch": progress.epoch + 1, "epoch_samples": (progress.inside or {}).get("samples", 0), "step": progress.steps}
+        record_start(context.get_storage(), loop_config.get("resumes", 0), point.origin if point else SCRATCH,
+                     context.get_world_size(), at)
     backend = RayBackend(loop_config, context.get_world_rank(), context.get_world_size())
     stages = plan_stages(config)
     if progress.stage < len(stages):
@@ -70,8 +74,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 
 def _check_cluster(plan: ResourcePlan) -> None:
-    """A group restarted after a node was lost may fit the nodes left yet leave Ray Data no CPU, and
-    wait for data forever; it fails here instead, naming what is missing."""
+    """A group restarted after a node was lost (or an elastic one grown) may fit the nodes yet leave Ray Data no
+    CPU, and wait for data forever; it fails here instead, naming what is missing."""
     missing = shortfall(plan, node_resources())
     if missing is not None:
         raise RuntimeError(f"the cluster no longer has the resources this run needs: {missing}")
@@ -126,8 +130,8 @@ class RayBackend:
 
     def _share_batches(self, config: ExperimentConfig, epoch: int, start: int, collate) -> Iterator[dict[str, torch.Tensor]]:
         reader = self.loop_config["share_reader"]
-        return reader.epoch_batches(config.seed, epoch, config.data.shuffle_buffer, start, self.world_size, self.rank,
-                                    config.train.batch_size, collate)
+        return reader.epoch_batches(config.seed, epoch, config.data.shuffle_buffer, start, Batching.of(config, self.world_size),
+                                    self.rank, collate)
 
     def val_batches(self, config: ExperimentConfig) -> Iterable[dict[str, torch.Tensor]]:
         return self.val_data.iter_torch_batches(batch_size=config.train.batch_size)
@@ -146,7 +150,7 @@ class RayBackend:
     def report(self, record: dict[str, Any], folder: Path | None) -> None:
         # Reported, not added by the driver's callback: Ray Train keeps it with the checkpoint, where a record lost on the way is restored from
         record["wall_time_s"] = round(time.time() - self.loop_config["clock"], 1)
-        if self.startup:
+        if self.startup and "inside_epoch" not in record:  # with the epoch's record, which metrics.jsonl keeps
             record["startup"], self.startup = self.startup, {}
         try:
             ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)

@@ -102,3 +102,23 @@ def test_train_job_exits_2_with_one_line_before_ray_starts(override, named, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and named in err[0]
     assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.checkpoint_every={steps: 0}"], "train.checkpoint_every.steps = 0 is invalid"),
+    (["train.checkpoint_every={steps: 5, minutes: 10}"], "give one of steps .* or minutes .*, not both and not neither"),
+    (["scaling.num_workers=[3, 1]", "train.checkpoint_every={steps: 5}"], r"\[3, 1\]: MIN \(3\) is larger than MAX \(1\)"),
+    (["scaling.num_workers=[1, 2]"], r"scaling.num_workers \[1, 2\] is elastic: .* set train.checkpoint_every"),
+    (["scaling.num_workers=[1, 2]", "train.checkpoint_every={steps: 5}", "scaling.strategy=deepspeed"],
+     "elastic scaling.num_workers needs scaling.strategy ddp"),
+    (["train.checkpoint_every={minutes: 30}", "data.on_bad_sample=skip"], "on_bad_sample skip cannot keep"),
+])
+def test_mid_epoch_checkpoints_and_elastic_workers_refuse_what_they_cannot_do(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(QUICKSTART, overrides)
+
+
+def test_an_elastic_config_keeps_its_range():
+    config = load_config(QUICKSTART, ["scaling.num_workers=[1, 4]", "train.checkpoint_every={minutes: 30}"])
+    assert (config.scaling.elastic, config.scaling.min_workers, config.scaling.max_workers) == (True, 1, 4)
+    assert load_config(QUICKSTART).scaling.elastic is False

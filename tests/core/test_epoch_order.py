@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.config.sections import CheckpointEvery
-from core.engine.epoch_order import EpochShare, epoch_order
+from core.engine.epoch_order import Batching, EpochShare, epoch_order
 from core.engine.epoch_tally import EpochTally, sample_digest
 from core.engine.mid_epoch import MidEpochSchedule, check_same_split, split_key
 
@@ -19,7 +19,7 @@ def _trained(order: np.ndarray, shards: list[tuple[int, int, int]]) -> list[int]
     global batches long (None: to the epoch's end), every worker's part of every batch."""
     trained, position = [], 0
     for world_size, batch, batches in shards:
-        share = EpochShare.plan(len(order), position, world_size, batch)
+        share = EpochShare.plan(len(order), position, Batching.at(batch, 1, world_size, world_size))
         kept = EpochShare(share.start, share.sizes[:batches], world_size)
         for rank in range(world_size):
             rows, sizes = kept.worker_rows(order, rank)
@@ -58,20 +58,30 @@ def test_an_interrupted_epoch_trains_each_sample_once_whatever_the_world_size_af
 
 
 def test_a_last_batch_smaller_than_the_world_is_trained_with_the_one_before():
-    share = EpochShare.plan(rows=25, start=0, world_size=3, batch_size=4)
+    share = EpochShare.plan(rows=25, start=0, batching=Batching.at(4, 1, 3, 3))
     assert share.sizes.tolist() == [12, 13]
     assert [share.worker_rows(np.arange(25), rank)[1] for rank in range(3)] == [[4, 5], [4, 4], [4, 4]]
 
 
+@pytest.mark.parametrize("world_size, accumulation, batch_size", [(1, 4, 6), (2, 2, 6), (3, 2, 4), (4, 1, 6)])
+def test_the_global_batch_stays_the_configured_one_at_any_world_size(world_size, accumulation, batch_size):
+    batching = Batching.at(batch_size=6, grad_accumulation=1, configured_workers=4, world_size=world_size)  # 24 a step
+    assert (batching.global_batch, batching.accumulation, batching.batch_size) == (24, accumulation, batch_size)
+    share = EpochShare.plan(rows=100, start=0, batching=batching)
+    full_steps = share.sizes[:4 * accumulation].reshape(4, accumulation).sum(axis=1)
+    assert full_steps.tolist() == [24] * 4 and share.sizes[4 * accumulation:].sum() == 4  # and the 4 samples left
+    assert max(max(share.worker_rows(np.arange(100), rank)[1]) for rank in range(world_size)) <= 6
+
+
 def test_fewer_samples_left_than_workers_is_refused_with_the_numbers():
     with pytest.raises(ValueError, match="leaves 1 of the epoch's 16 samples, fewer than the 2 workers"):
-        EpochShare.plan(rows=16, start=15, world_size=2, batch_size=1)
+        EpochShare.plan(rows=16, start=15, batching=Batching.at(1, 1, 2, 2))
     with pytest.raises(ValueError, match="the train split has 1 rows, fewer than the 2 workers"):
-        EpochShare.plan(rows=1, start=0, world_size=2, batch_size=4)
+        EpochShare.plan(rows=1, start=0, batching=Batching.at(4, 1, 2, 2))
 
 
 def test_checkpoints_are_due_every_n_run_steps_but_not_at_the_epochs_last_step():
-    share = EpochShare.plan(rows=40, start=8, world_size=2, batch_size=2)  # 8 batches of 4 from sample 8 on
+    share = EpochShare.plan(rows=40, start=8, batching=Batching.at(2, 2, 2, 2))  # 4 steps of 2 batches of 4 from sample 8 on
     schedule = MidEpochSchedule(CheckpointEvery(steps=3), share, grad_accumulation=2, device=torch.device("cpu"))
     due = {step: schedule.due(run_step=10 + step, epoch_step=step) for step in range(1, 5)}
     assert due == {1: None, 2: 8 + 16, 3: None, 4: None}  # run step 12 is due; 14 is the epoch's last
@@ -79,7 +89,7 @@ def test_checkpoints_are_due_every_n_run_steps_but_not_at_the_epochs_last_step()
 
 def test_minutes_follow_the_clock():
     now = [0.0]
-    share = EpochShare.plan(rows=40, start=0, world_size=1, batch_size=2)
+    share = EpochShare.plan(rows=40, start=0, batching=Batching.at(2, 1, 1, 1))
     schedule = MidEpochSchedule(CheckpointEvery(minutes=1), share, 1, torch.device("cpu"), clock=lambda: now[0])
     assert schedule.due(1, 1) is None
     now[0] = 61.0

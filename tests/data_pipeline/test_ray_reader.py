@@ -14,7 +14,7 @@ import pytest
 from core.augmentation.sample_key import SAMPLE_KEY
 from core.tasks.columns import Column, Kind
 from data_pipeline.readers.decode import PATH, decoded_row_bytes
-from core.engine.epoch_order import epoch_order
+from core.engine.epoch_order import Batching, epoch_order
 from data_pipeline.readers.ray_data import TASK_BYTES, read_split, read_tasks, share_reader
 from data_pipeline.readers.shard_datasource import read_shards
 from data_pipeline.format.shards import shard_paths
@@ -119,8 +119,8 @@ def _share_keys(reader, world_size: int, start: int, batches: int | None, epoch:
     epoch's end) as an interrupted run would; and the position it stopped at."""
     keys, taken = [], 0
     for rank in range(world_size):
-        stream = reader.epoch_batches(seed=1, epoch=epoch, window_rows=4, start=start, world_size=world_size, rank=rank,
-                                      batch_size=3)
+        stream = reader.epoch_batches(seed=1, epoch=epoch, window_rows=4, start=start, rank=rank,
+                                      batching=Batching.at(3, 1, world_size, world_size))
         trained = list(stream) if batches is None else [batch for _, batch in zip(range(batches), stream)]
         keys += [int(key) for batch in trained for key in batch[SAMPLE_KEY]]
         taken += sum(len(batch[SAMPLE_KEY]) for batch in trained)

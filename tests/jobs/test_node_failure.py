@@ -1,12 +1,15 @@
 """Node failure on a multi-node Ray cluster on this machine: a head without CPUs and two 2-CPU worker nodes.
 
 Removing the node that holds a training worker mid-run restarts the run on the node left when the
-plan fits there, and fails it naming the missing resources when it does not.
+plan fits there, and fails it naming the missing resources when it does not; an elastic run
+shrinks to the workers left and grows again when a node comes back.
 """
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,12 +22,14 @@ from ray.util.state import list_actors
 from core.engine import checkpoint
 from core.runs import fingerprint
 from jobs import train
+from jobs._train.starts import STARTS
 from tests.conftest import tiny_overrides
 from tests.ray_head import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_CPUS = 2
 EPOCHS = 4
+ELASTIC_EPOCHS = 10  # the grow came about 80 s after the shrink, at epoch 4; epochs of one worker take about 7 s here
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +116,67 @@ def test_a_restart_that_would_leave_ray_data_no_cpu_fails_instead_of_waiting(two
     summary = json.loads((run_dir / "summary.json").read_text())
     assert code == 1 and summary["status"] == "failed"
     assert "missing 1 CPU" in summary["error"] and "Ray Data needs 1" in summary["error"], summary["error"]
+
+
+def _starts(run_dir: Path) -> list[dict]:
+    """The run's worker-group starts (jobs._train.starts), in order."""
+    folder = run_dir / "ray_train" / STARTS
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"), key=lambda p: int(p.stem))] if folder.is_dir() else []
+
+
+def _shrink_then_grow(cluster: Cluster, runs: Path, run: subprocess.Popen, timeout_s: float = 300) -> list[str]:
+    """Remove a worker's node once a checkpoint inside epoch 2 is registered; add a node once the run went on with one
+    worker. In this thread: Ray starts a node's processes with signal handlers, which only the main thread may set."""
+    deadline = time.monotonic() + timeout_s
+
+    def wait_for(condition) -> bool:
+        while time.monotonic() < deadline and run.poll() is None:
+            if any(condition(run_dir) for run_dir in runs.glob("*/")):
+                return True
+            time.sleep(0.05)
+        return False
+
+    if not wait_for(lambda run_dir: _latest_registered(run_dir).get("inside_epoch", 0) >= 2):
+        return ["no checkpoint inside epoch 2"]
+    workers = list_actors(address=cluster.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == workers[0].node_id), allow_graceful=False)
+    if not wait_for(lambda run_dir: any(start["world_size"] == 1 for start in _starts(run_dir))):
+        return ["removed", "no start with one worker"]
+    cluster.add_node(num_cpus=NODE_CPUS)
+    return ["removed", "added"]
+
+
+def _latest_registered(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "ray_train" / "checkpoint_manager_snapshot.json").read_text())["latest_checkpoint_result"]["metrics"]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or being written
+        return {}
+
+
+def test_an_elastic_run_shrinks_on_a_node_loss_grows_when_a_node_comes_and_trains_every_sample_once(two_nodes, tiny_dataset,
+                                                                                                     tmp_path):
+    # One 1.5-CPU worker per 2-CPU node, 0.5 CPU beside it for Ray Data: one node holds a run of one worker.
+    runs = tmp_path / "runs"
+    base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "jobs.train", *base, f"train.epochs={ELASTIC_EPOCHS}", "scaling.use_gpu=false",
+         "failure.max_failures=2", "scaling.num_workers=[1, 2]", "scaling.cpus_per_worker=1.5", "scaling.data_cpus=0.5",
+         "scaling.resize_check_s=1", "train.checkpoint_every={steps: 1}"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        events = _shrink_then_grow(two_nodes, runs, run)
+        output = run.communicate(timeout=600)[0]
+    finally:
+        run.kill()
+    (run_dir,) = runs.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert run.returncode == 0 and summary["status"] == "completed", (summary.get("error"), output[-3000:])
+    assert events == ["removed", "added"], events
+    assert "elastic: starts with 1 worker(s) and grows to 2" in output
+    assert [(r["from"], r["to"]) for r in summary["resizes"]] == [(2, 1), (1, 2)], summary["resizes"]
+    assert summary["resizes"][0]["epoch"] >= 1 and summary["resizes"][0]["epoch_samples"] > 0, "the shrink went on inside epoch 2"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, ELASTIC_EPOCHS + 1))
+    assert {r["train/samples"] for r in records} == {16} and len({r["train/sample_digest"] for r in records}) == 1
+    assert {r["global_batch"] for r in records} == {8}
+    assert {(r["world_size"], r["grad_accumulation"]) for r in records} == {(1, 2), (2, 1)}

@@ -8,6 +8,7 @@ no Ray instance of this test process may run at the same time.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,9 @@ from core.config.loading import load_config
 from jobs._train.resume import RAY_SNAPSHOT, latest_checkpoint
 from jobs import train
 from jobs._train.run_storage import checkpoint_storage
-from tests.conftest import tiny_overrides
+from data_pipeline.sources.synthetic import generate
+from data_pipeline.storage.datastore import DataStore
+from tests.conftest import TINY_DATA, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 4
@@ -125,6 +128,7 @@ def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of
     assert stopped_at == STOPPED_IN - 1, "the stop landed after the epoch it was meant to cut"
     assert checkpoint.saved_train_state(Path(stopped["checkpoint"]))["inside"]["samples"] == 8  # 2 of 4 steps of 4 samples
     assert f"python -m jobs.train --resume {run_dir}" in output
+    _check_refused_on_other_data(run_dir, tiny_dataset, tmp_path)
 
     output = _finish(_train("--resume", str(run_dir)))
     assert f"resuming after epoch {stopped_at} and 8 samples of epoch {STOPPED_IN}" in output
@@ -143,6 +147,26 @@ def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of
     expected, resumed = _last_weights(whole), _last_weights(run_dir)
     assert all(torch.equal(expected[name], resumed[name]) for name in expected), \
         [name for name in expected if not torch.equal(expected[name], resumed[name])]
+
+
+def _check_refused_on_other_data(run_dir: Path, data: Path, tmp_path: Path) -> None:
+    """A copy of the run pointed at another data set: its mid-epoch checkpoint is refused before Ray starts."""
+    other = tmp_path / "other_data"
+    generate(DataStore.at(other), TINY_DATA.model_copy(update={"seed": TINY_DATA.seed + 1}))
+    moved = tmp_path / "moved" / run_dir.name
+    shutil.copytree(run_dir, moved)
+    (moved / "config.yaml").write_text((moved / "config.yaml").read_text().replace(str(data), str(other)))
+    refused = subprocess.run([sys.executable, "-m", "jobs.train", "--resume", str(moved)], cwd=REPO, capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert f"stopped inside epoch {STOPPED_IN} at sample 8 of a train split other than the one at data.uri now" in refused.stderr
+    assert "Started a local Ray instance" not in refused.stderr
+
+
+def test_resume_takes_scaling_overrides_only():
+    assert train._parse(["--resume", "runs/x", "scaling.num_workers=1"]).overrides == ["scaling.num_workers=1"]
+    with pytest.raises(SystemExit):
+        train._parse(["--resume", "runs/x", "train.epochs=3"])
 
 
 def test_resuming_a_run_without_a_checkpoint_is_refused(tmp_path, capsys):
