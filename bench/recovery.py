@@ -7,9 +7,7 @@ worker group from the latest checkpoint), `--stop driver` SIGTERMs the driver an
 --resume` on the run directory. With --checkpoint-every N the run also checkpoints every N steps
 inside the epochs (train.checkpoint_every) and goes on from inside epoch 2; without it, from the
 epoch 1 checkpoint. Measured: seconds from the stop to the first optimizer step after it (rank 0's
-startup marks in metrics.jsonl), and the work redone: the seconds from the latest checkpoint
-Ray Train had registered before the stop (its snapshot file, polled every 50 ms) to the stop, and
-the optimizer steps trained twice (counted in TensorBoard's step/loss, logged at every step here:
+startup marks in metrics.jsonl); the work redone: the optimizer steps trained twice (counted in TensorBoard's step/loss, logged at every step here:
 the run goes on from its checkpoint's step count); and whether every epoch trained each of its
 samples once. Medians in the table; JSON to bench/results/recovery[_driver][_every<N>].json.
 """
@@ -46,11 +44,9 @@ def one_run(out: Path, kill_after: float, stop: str, every: int | None) -> dict[
                "train.step_scalars_every=1", *([f"train.checkpoint_every={{steps: {every}}}"] if every else [])]
     run = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        watch = _CheckpointWatch(out)
-        watch.until(lambda metrics: metrics.get("epoch", 0) >= 1, run)
-        watch.wait(kill_after, run)
+        _wait_for_first_epoch(out, run)
+        _wait(kill_after, run)
         stopped_at = _kill_a_worker(run.pid) if stop == "worker" else _sigterm(run)
-        latest_before = watch.latest_at
         stderr = run.communicate(timeout=1800)[1]
         (out / "stderr.log").write_text(stderr)
         if stop == "driver":
@@ -72,8 +68,8 @@ def one_run(out: Path, kill_after: float, stop: str, every: int | None) -> dict[
         raise SystemExit(f"no record of a restarted or resumed run in {run_dir} (epoch, restarts, resumes, startup marks): "
                          f"{seen}\n{stderr[-4000:]}")
     rows = json.loads((run_dir / "summary.json").read_text())["data"]["train"]
-    return {"stop_to_next_step_s": went_on["startup"]["first_step"] - stopped_at, "redone_s": stopped_at - latest_before,
-            "redone_steps": _redone_steps(run_dir), "exact_epochs": float(all(r.get("train/samples") == rows for r in records))}
+    return {"stop_to_next_step_s": went_on["startup"]["first_step"] - stopped_at, "redone_steps": _redone_steps(run_dir),
+            "exact_epochs": float(all(r.get("train/samples") == rows for r in records))}
 
 
 def _redone_steps(run_dir: Path) -> int:
@@ -85,46 +81,35 @@ def _redone_steps(run_dir: Path) -> int:
     return sum(count - 1 for count in steps.values())
 
 
-class _CheckpointWatch:
-    """Polls the run's snapshot of registered checkpoints; latest_at: when the latest one was first seen."""
+def _wait_for_first_epoch(out: Path, run: subprocess.Popen, timeout_s: float = 900) -> None:
+    """Until Ray Train registered epoch 1's checkpoint (listed in its snapshot); the run must not end meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while _latest_registered(out).get("epoch", 0) < 1:
+        _pause(run)
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no epoch ended within {timeout_s:.0f} s")
 
-    def __init__(self, out: Path):
-        self.out, self.latest_at, self._latest = out, time.time(), None
 
-    def until(self, done, run: subprocess.Popen, timeout_s: float = 900) -> None:
-        """Polls until done(the latest checkpoint's metrics); the run must not end meanwhile."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._pause(run)
-            metrics = self._poll()
-            if metrics is not None and done(metrics):
-                return
-            if time.monotonic() > deadline:
-                raise SystemExit(f"no such checkpoint was registered within {timeout_s:.0f} s")
+def _wait(seconds: float, run: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _pause(run)
 
-    def wait(self, seconds: float, run: subprocess.Popen) -> None:
-        """Polls for `seconds`, noting any checkpoint registered meanwhile."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self._pause(run)
-            self._poll()
 
-    @staticmethod
-    def _pause(run: subprocess.Popen) -> None:
-        if run.poll() is not None:
-            raise SystemExit(f"the run ended early:\n{run.stderr.read()[-3000:]}")
-        time.sleep(0.05)
+def _pause(run: subprocess.Popen) -> None:
+    if run.poll() is not None:
+        raise SystemExit(f"the run ended early:\n{run.stderr.read()[-3000:]}")
+    time.sleep(0.05)
 
-    def _poll(self) -> dict | None:
-        for path in self.out.glob(f"*/{SNAPSHOT}"):
-            try:
-                latest = json.loads(path.read_text())["latest_checkpoint_result"]
-            except (ValueError, KeyError, TypeError):  # being written
-                return None
-            if latest is not None and latest["checkpoint_dir_name"] != self._latest:
-                self._latest, self.latest_at = latest["checkpoint_dir_name"], time.time()
-            return latest["metrics"] if latest else None
-        return None
+
+def _latest_registered(out: Path) -> dict:
+    """The metrics of the latest checkpoint Ray Train registered; {} before the first."""
+    for path in out.glob(f"*/{SNAPSHOT}"):
+        try:
+            return json.loads(path.read_text())["latest_checkpoint_result"]["metrics"]
+        except (ValueError, KeyError, TypeError):  # being written
+            return {}
+    return {}
 
 
 def _sigterm(run: subprocess.Popen) -> float:
@@ -175,7 +160,6 @@ def main() -> None:
     every = f"checkpoints every {args.checkpoint_every} steps" if args.checkpoint_every else "checkpoints at epoch ends"
     print(f"\nquickstart, 2 workers, {every}, {how} {args.kill_after:g} s into epoch 2; median of {args.repeats}")
     print(f"{'stop to the next step after it':<42}{medians['stop_to_next_step_s']:>8.1f} s")
-    print(f"{'since the latest checkpoint':<42}{medians['redone_s']:>8.1f} s")
     print(f"{'steps trained again':<42}{medians['redone_steps']:>8.0f}   (most {max(r['redone_steps'] for r in runs):.0f})")
     print(f"{'every epoch trained each sample once':<42}{sum(r['exact_epochs'] for r in runs):>8.0f} of {len(runs)} runs")
     name = "recovery" + ("_driver" if args.stop == "driver" else "") + (f"_every{args.checkpoint_every}" if args.checkpoint_every else "")

@@ -2,8 +2,9 @@
 
     for each stage, from where the run stands:
         wrap the model for the stage (Backend.wrap), restore the optimizer and the components
-        for each epoch of the stage:
-            train_epoch (the numerics guard and the loss scale act inside each step)
+        for each epoch of the stage (from inside it, where a mid-epoch checkpoint left it):
+            train_epoch (the numerics guard and the loss scale act inside each step; with
+                         train.checkpoint_every, a checkpoint after the steps it names)
             evaluate
             plateau.step(monitored); early_stopping.update(monitored)
             write the checkpoint: the weights, the optimizer, the train state; report it with the epoch's record
@@ -210,6 +211,7 @@ class Trainer:
     def _record(self, epoch: int, stage: Stage, progress: Progress, task, stats: EpochStats, result: Evaluation,
                 learning_rate: float, components: "_Components") -> dict[str, Any]:
         on = {name: weight for name, weight in task.loss_weights.items() if weight > 0}
+        batching = self.batching(stage.config)
         return {
             "epoch": epoch + 1,
             "run": self.run_name,
@@ -219,9 +221,9 @@ class Trainer:
             "resumes": progress.resumes,
             "skipped_steps": components.guard.skipped,
             "lr": learning_rate,
-            "batch_size": self.batching(stage.config).batch_size,
-            "grad_accumulation": self.batching(stage.config).accumulation,
-            "global_batch": self.batching(stage.config).global_batch,
+            "batch_size": batching.batch_size,
+            "grad_accumulation": batching.accumulation,
+            "global_batch": batching.global_batch,
             **{f"train/{name}": value for name, value in stats.losses.items()},
             "train/loss": sum(weight * stats.losses[name] for name, weight in on.items()),
             **{f"loss_weight/{name}": weight for name, weight in task.loss_weights.items()},

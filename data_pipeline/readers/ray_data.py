@@ -1,6 +1,8 @@
 """Ray Data: read a split's shards (only the columns a task needs) and decode and check them, each as its kind says.
 
-Planned on the driver; Ray Train splits the stream between workers, which only iterate it.
+Planned on the driver; Ray Train splits the stream between workers, which only iterate it. With
+train.checkpoint_every each worker instead reads its own share of the epoch's order (ShareReader),
+from wherever a checkpoint left the epoch.
 Images stay uint8 (or float32 depth) until the worker, so the object store carries the smallest
 arrays; normalisation is the task's business. Decoding and the sample checks are
 data_pipeline.readers.decode's, shared with the local reader.
