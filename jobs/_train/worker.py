@@ -181,7 +181,7 @@ class _EarlyBatches:
     first blocks decode while this worker imports the model code and builds the model, instead of after.
     """
 
-    def __init__(self, batches: Iterable, epoch: int, start: int):
+    def __init__(self, batches: Iterable, epoch: int, start: int = 0):
         self.epoch, self.start, self._batches = epoch, start, iter(batches)
         self._first: list = []
         self._error: BaseException | None = None
