@@ -32,11 +32,11 @@ from bench import _results
 from core.config.loading import load_config
 from data_pipeline.storage.datastore import DataStore
 from data_pipeline.sources.synthetic import ensure_dataset
+from jobs._train.resume import latest_registered_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 WORKER_TITLE = "ray::RayTrainWorker"
-SNAPSHOT = "ray_train/checkpoint_manager_snapshot.json"  # where Ray Train lists the checkpoints it registered
 
 
 def one_run(out: Path, kill_after: float, stop: str, every: int | None) -> dict[str, float]:
@@ -84,7 +84,7 @@ def _redone_steps(run_dir: Path) -> int:
 def _wait_for_first_epoch(out: Path, run: subprocess.Popen, timeout_s: float = 900) -> None:
     """Until Ray Train registered epoch 1's checkpoint (listed in its snapshot); the run must not end meanwhile."""
     deadline = time.monotonic() + timeout_s
-    while _latest_registered(out).get("epoch", 0) < 1:
+    while all(latest_registered_metrics(run_dir).get("epoch", 0) < 1 for run_dir in out.glob("*/")):
         _pause(run)
         if time.monotonic() > deadline:
             raise SystemExit(f"no epoch ended within {timeout_s:.0f} s")
@@ -100,16 +100,6 @@ def _pause(run: subprocess.Popen) -> None:
     if run.poll() is not None:
         raise SystemExit(f"the run ended early:\n{run.stderr.read()[-3000:]}")
     time.sleep(0.05)
-
-
-def _latest_registered(out: Path) -> dict:
-    """The metrics of the latest checkpoint Ray Train registered; {} before the first."""
-    for path in out.glob(f"*/{SNAPSHOT}"):
-        try:
-            return json.loads(path.read_text())["latest_checkpoint_result"]["metrics"]
-        except (ValueError, KeyError, TypeError):  # being written
-            return {}
-    return {}
 
 
 def _sigterm(run: subprocess.Popen) -> float:

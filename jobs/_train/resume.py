@@ -17,7 +17,7 @@ from core.config.schema import ExperimentConfig
 from core.config.loading import load_config
 from core.engine.progress import Progress
 from core.runs import history
-from core.runs.run_dir import METRICS, read_metrics
+from core.runs.run_dir import METRICS, TRAIN_STORAGE, read_metrics
 
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # where Ray Train lists the checkpoints it registered
 
@@ -70,6 +70,15 @@ def latest_checkpoint(storage: CheckpointStorage) -> str | None:
     by_epoch = sorted(registered_checkpoints(storage), key=lambda result: result["metrics"]["epoch"], reverse=True)
     folders = (posixpath.join(storage.root, result["checkpoint_dir_name"]) for result in by_epoch)
     return next((f for f in folders if storage.fs.exists(posixpath.join(f, checkpoint.STATE_FILE))), None)
+
+
+def latest_registered_metrics(run_dir: Path) -> dict:
+    """What was reported with the latest checkpoint Ray Train registered in a local run directory, read without Ray
+    (tests and benches poll it while the run goes on); {} before the first, or while the snapshot is being written."""
+    try:
+        return json.loads((run_dir / TRAIN_STORAGE / RAY_SNAPSHOT).read_text())["latest_checkpoint_result"]["metrics"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def registered_checkpoints(storage: CheckpointStorage) -> list[dict]:

@@ -22,6 +22,7 @@ from ray.util.state import list_actors
 from core.engine import checkpoint
 from core.runs import fingerprint
 from jobs import train
+from jobs._train.resume import latest_registered_metrics
 from jobs._train.starts import STARTS
 from tests.conftest import tiny_overrides
 from tests.ray_head import free_port
@@ -136,7 +137,7 @@ def _shrink_then_grow(cluster: Cluster, runs: Path, run: subprocess.Popen, timeo
             time.sleep(0.05)
         return False
 
-    if not wait_for(lambda run_dir: _latest_registered(run_dir).get("inside_epoch", 0) >= 2):
+    if not wait_for(lambda run_dir: latest_registered_metrics(run_dir).get("inside_epoch", 0) >= 2):
         return ["no checkpoint inside epoch 2"]
     workers = list_actors(address=cluster.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
     cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == workers[0].node_id), allow_graceful=False)
@@ -144,13 +145,6 @@ def _shrink_then_grow(cluster: Cluster, runs: Path, run: subprocess.Popen, timeo
         return ["removed", "no start with one worker"]
     cluster.add_node(num_cpus=NODE_CPUS)
     return ["removed", "added"]
-
-
-def _latest_registered(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "ray_train" / "checkpoint_manager_snapshot.json").read_text())["latest_checkpoint_result"]["metrics"]
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or being written
-        return {}
 
 
 def test_an_elastic_run_shrinks_on_a_node_loss_grows_when_a_node_comes_and_trains_every_sample_once(two_nodes, tiny_dataset,

@@ -21,7 +21,7 @@ import torch
 
 from core.engine import checkpoint
 from core.config.loading import load_config
-from jobs._train.resume import RAY_SNAPSHOT, latest_checkpoint
+from jobs._train.resume import latest_checkpoint, latest_registered_metrics
 from jobs import train
 from jobs._train.run_storage import checkpoint_storage
 from data_pipeline.sources.synthetic import generate
@@ -59,7 +59,7 @@ def _stop_inside_epoch(process: subprocess.Popen, root: Path, epoch: int, timeou
     deadline = time.monotonic() + timeout_s
     started = []
     try:
-        while _latest_registered(root).get("inside_epoch") != epoch:
+        while all(latest_registered_metrics(run_dir).get("inside_epoch") != epoch for run_dir in root.glob("*/")):
             assert process.poll() is None, process.communicate()[0][-3000:]
             assert time.monotonic() < deadline, "the run did not reach its checkpoint in time"
             time.sleep(0.05)
@@ -73,16 +73,6 @@ def _stop_inside_epoch(process: subprocess.Popen, root: Path, epoch: int, timeou
         except ProcessLookupError:
             pass
         process.wait()
-
-
-def _latest_registered(root: Path) -> dict:
-    """The metrics of the latest checkpoint Ray Train registered in the run under root; {} before the first."""
-    for snapshot in root.glob(f"*/ray_train/{RAY_SNAPSHOT}"):
-        try:
-            return json.loads(snapshot.read_text())["latest_checkpoint_result"]["metrics"]
-        except (ValueError, KeyError, TypeError):  # being written, or none yet
-            return {}
-    return {}
 
 
 PROGRESS = re.compile(r"epoch (\d+)/4  step (\d+)/4 \(\d+%\)  [\d.]+ samples/s  loss [\d.e+-]+  lr [\d.e+-]+  "
