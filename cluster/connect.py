@@ -18,8 +18,10 @@ CODE_ROOT = Path(__file__).resolve().parent.parent  # this checkout: local worke
 SHIPPING_EXCLUDES = ["/.git", "/.venv", "/data", "/runs", "**/__pycache__"]  # anchored: core/runs/ is code
 PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"  # Ray Train's switch; set in the environment, it is kept
 RAY_DATA_LOGGING = "RAY_DATA_LOGGING_CONFIG"  # Ray Data's; set in the environment, it is kept
-# Relative to the code root, where a cluster's workers run: the per-epoch lines of Ray Data's split
-# coordinators go to its log file, not to the console between the lines the jobs print.
+# The per-epoch lines of Ray Data's split coordinators go to its log file, not to the console between the
+# lines the jobs print. A cluster's nodes name it in their own environment (ray_cluster.yaml), as an absolute
+# path: Ray Data opens it in every process that imports it, and some of Ray's own actors (usage collection,
+# the preemption watcher) do not run in the job's working_dir, where a relative path would lead.
 RAY_DATA_LOGGING_FILE = Path("configs") / "ray_data_logging.yaml"
 
 
@@ -30,8 +32,6 @@ def connect(config: RayConfig, code_root: Path) -> None:
         # A submitted job already carries its --working-dir; a driver started by hand ships this code.
         submitted = RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ
         runtime_env = {} if submitted else {"working_dir": str(code_root), "excludes": SHIPPING_EXCLUDES}
-        if RAY_DATA_LOGGING not in os.environ:  # Ray refuses to merge a variable the submitted job sets itself
-            runtime_env["env_vars"] = {RAY_DATA_LOGGING: str(RAY_DATA_LOGGING_FILE)}
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
         return
     with worker_environment(code_root, config.node_ip_address):
@@ -71,14 +71,6 @@ def worker_environment(code_root: Path, node_ip_address: str):
             else:
                 os.environ[name] = value
 
-
-def anchor_ray_data_logging(code_root: Path = CODE_ROOT) -> None:
-    """A job on a cluster names Ray Data's logging config relative to its working_dir, where Ray Data's split
-    coordinators run; a Ray Train worker that executes a dataset itself (train.checkpoint_every) runs elsewhere
-    and would not find it. Ray Data reads the variable at its first execution in a process, so it is made absolute first."""
-    value = os.environ.get(RAY_DATA_LOGGING)
-    if value and not Path(value).is_absolute():
-        os.environ[RAY_DATA_LOGGING] = str(code_root / value)
 
 
 def _own_address(node_ip_address: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ import ray.train.torch
 import torch
 from botocore.exceptions import BotoCoreError
 
-from cluster.connect import anchor_ray_data_logging, node_resources
+from cluster.connect import node_resources
 from cluster.resources import ResourcePlan, shortfall
 from core.config.schema import ExperimentConfig
 from core.engine import checkpoint
@@ -51,7 +51,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # the root level reaches them); those lines would bury the one line per epoch the run prints.
     logging.getLogger().setLevel(logging.WARNING)
     torch.set_num_threads(loop_config["torch_threads"])
-    anchor_ray_data_logging()
     _check_cluster(replace(ResourcePlan(**loop_config["plan"]), num_workers=context.get_world_size()))
     _seed(config.seed + context.get_world_rank())
 
