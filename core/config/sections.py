@@ -163,6 +163,11 @@ class TrainConfig(Strict):
                           "(seed, epoch) alone; data.shuffle_buffer is then the rows shuffled together). Ray Train then keeps "
                           "the last checkpoints_to_keep whatever checkpoints_kept_by says (mid-epoch ones have no validation "
                           "metric); best_checkpoints keeps the best")
+    checkpoint_upload: Literal["async", "sync"] = Field(
+        "async", description="async: the workers write a checkpoint to a local folder and train on while Ray Train copies it to "
+                             "the run's storage (S3 or the run directory); a copy that fails after its retries fails the "
+                             "workers, which restart from the latest checkpoint copied whole. At most 2 wait to be copied: a "
+                             "third holds the workers until the oldest is. sync: the workers wait for each copy")
     step_scalars_every: int = Field(10, ge=0, description="optimizer steps between two step-level TensorBoard scalars (step/loss, step/lr, "
                                                           "step/samples_per_s, step/data_wait_share); 0: none")
 

@@ -7,8 +7,10 @@ resumed from it with core.engine.local.restore.
 from __future__ import annotations
 
 import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -54,10 +56,19 @@ class LocalBackend:
     def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
         self.scalars.append((step, scalars))
 
+    def checkpoint_folder(self) -> ContextManager[Path]:
+        return _temporary_folder()
+
     def report(self, record: dict[str, Any], folder: Path | None) -> None:
         self.records.append(record)
         if self.checkpoints is not None and folder is not None:
             shutil.copytree(folder, self.checkpoints / f"epoch_{record['epoch']:04d}", dirs_exist_ok=True)
+
+
+@contextmanager
+def _temporary_folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as folder:
+        yield Path(folder)
 
 
 def restore(folder: Path, module: nn.Module) -> Restored:

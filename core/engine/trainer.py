@@ -16,11 +16,10 @@ the Progress fields; plateau and early stopping start afresh with each stage.
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, ContextManager, Iterable, Protocol
 
 import torch
 from torch import nn
@@ -67,6 +66,9 @@ class Backend(Protocol):
 
     def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
         """Step-level figures for TensorBoard (rank 0's, every train.step_scalars_every steps)."""
+
+    def checkpoint_folder(self) -> ContextManager[Path]:
+        """A new folder for a checkpoint, to hand to report; gone once the checkpoint is stored (perhaps later)."""
 
     def report(self, record: dict[str, Any], folder: Path | None) -> None:
         """The epoch's record, with this rank's checkpoint folder (None where the rank writes none); every rank calls it."""
@@ -241,13 +243,13 @@ class Trainer:
                          result: Evaluation) -> None:
         """Rank 0 writes state.pt; under DeepSpeed every rank also writes (and reports) its own shard."""
         weights = full_weights(model)  # a collective under ZeRO 3
-        with tempfile.TemporaryDirectory() as folder:
-            save_shards(model, Path(folder))
+        with self.backend.checkpoint_folder() as folder:
+            save_shards(model, folder)
             if self.backend.rank == 0:
-                checkpoint.save(Path(folder), weights, None if is_deepspeed(model) else optimizer, train_state,
+                checkpoint.save(folder, weights, None if is_deepspeed(model) else optimizer, train_state,
                                 result.previews, result.meshes)
             shared = self.backend.rank == 0 or is_deepspeed(model)
-            self.backend.report(record, Path(folder) if shared else None)
+            self.backend.report(record, folder if shared else None)
 
 
 class _Components:

@@ -29,6 +29,8 @@ METRICS = "metrics.jsonl"
 TRAIN_STORAGE = "ray_train"  # the folder of the run's checkpoints, kept by the trainer, inside its run directory
 SUMMARY = "summary.json"
 TENSORBOARD = "tb"
+# In a worker's report: its clock at the report. The driver's callback turns it into the record's checkpoint_upload_s.
+REPORTED_AT = "reported_at"
 
 
 def run_name(config: ExperimentConfig, now: datetime) -> str:

@@ -5,15 +5,19 @@ land beside config.yaml even when the workers run on other machines.
 """
 from __future__ import annotations
 
+import posixpath
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 from ray.train import Checkpoint, UserCallback
 
-from core.engine.checkpoint import load_meshes, load_previews
+from core.engine.checkpoint import PREVIEWS, load_meshes, load_previews
 from jobs._train.resume import CheckpointStorage
-from core.runs.run_dir import RunLogger
+from core.runs.run_dir import REPORTED_AT, RunLogger
 from data_pipeline.storage.datastore import DataStore
 from jobs._train.best_checkpoints import BestCheckpoints
 from jobs._train.run_storage import RUN_FILES, copy_run_files
@@ -31,22 +35,39 @@ class RunDirCallback(UserCallback):
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
         record = dict(metrics[0])  # rank 0's figures, already reduced over all workers, as Ray Train keeps them
+        reported_at = record.pop(REPORTED_AT, None)
+        if checkpoint is not None and reported_at is not None:  # registered once whole: the copy and any copies queued before it
+            record["checkpoint_upload_s"] = round(time.time() - reported_at, 2)
         if "inside_epoch" in record:  # a mid-epoch checkpoint (train.checkpoint_every): no epoch's figures to log
             print(f"checkpoint inside epoch {record['inside_epoch']} after {record['epoch_samples']}/{record['epoch_rows']} "
-                  f"samples: {self.checkpoints.display(checkpoint.path)}", file=sys.stderr, flush=True)
+                  f"samples, stored {record.get('checkpoint_upload_s', 0):.1f} s after it was written: "
+                  f"{self.checkpoints.display(checkpoint.path)}", file=sys.stderr, flush=True)
             return
         images, meshes = [], []
         if checkpoint is not None:
             record["checkpoint"] = self.checkpoints.display(checkpoint.path)
             if self.best is not None:
                 self.best.offer(record, checkpoint.path)
-            with checkpoint.as_directory() as folder:
-                images, meshes = load_previews(Path(folder)), load_meshes(Path(folder))
+            images, meshes = _previews(checkpoint)
         if self._logger is None:
             self._logger = RunLogger(self.run_dir)
         self._logger.log(record, step=int(record["epoch"]), images=images, meshes=meshes)
         copy_run_files(self.run_dir, self.remote, RUN_FILES, self._copied)
         print(_progress_line(record, self.monitor), file=sys.stderr, flush=True)
+
+
+def _previews(checkpoint: Checkpoint) -> tuple[list, list]:
+    """The checkpoint's validation previews, fetched alone: on S3, Checkpoint.as_directory would download the
+    weights and the optimizer's state as well, every epoch."""
+    source = posixpath.join(checkpoint.path, PREVIEWS)
+    if checkpoint.filesystem.get_file_info(source).type == pyarrow.fs.FileType.NotFound:
+        return [], []
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / PREVIEWS
+        local.mkdir()
+        pyarrow.fs.copy_files(source, str(local), source_filesystem=checkpoint.filesystem,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        return load_previews(Path(folder)), load_meshes(Path(folder))
 
 
 def _progress_line(record: dict[str, Any], monitor: str) -> str:

@@ -16,7 +16,7 @@ import yaml
 from core.runs import history, run_dir as runs
 from core.config.schema import ExperimentConfig
 from core.config.loading import validate
-from core.runs.run_dir import TRAIN_STORAGE
+from core.runs.run_dir import REPORTED_AT, TRAIN_STORAGE
 from jobs._train.resume import CheckpointStorage, latest_checkpoint, registered_checkpoints
 from core.tasks.base import Task
 from data_pipeline.storage.datastore import DataStore
@@ -115,12 +115,13 @@ def _restore_lost_records(run_dir: Path, checkpoints: CheckpointStorage) -> int:
     """Append to metrics.jsonl the epochs whose checkpoint Ray Train registered after the last copy of it reached S3
     (the copy after that epoch was cut off): Ray Train keeps the metrics reported with each checkpoint. Returns how many."""
     last = max((record["epoch"] for record in runs.read_metrics(run_dir)), default=0)
-    lost = sorted((r for r in registered_checkpoints(checkpoints) if r["metrics"]["epoch"] > last),
-                  key=lambda result: result["metrics"]["epoch"])
+    lost = sorted((r for r in registered_checkpoints(checkpoints) if r["metrics"]["epoch"] > last
+                   and "inside_epoch" not in r["metrics"]), key=lambda result: result["metrics"]["epoch"])
     with open(run_dir / runs.METRICS, "a") as handle:
         for result in lost:
             folder = checkpoints.display(posixpath.join(checkpoints.root, result["checkpoint_dir_name"]))
-            handle.write(json.dumps({**result["metrics"], "checkpoint": folder}) + "\n")
+            record = {name: value for name, value in result["metrics"].items() if name != REPORTED_AT}
+            handle.write(json.dumps({**record, "checkpoint": folder}) + "\n")
     if lost:
         history.write(run_dir, runs.read_metrics(run_dir))
     return len(lost)

@@ -16,13 +16,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, ContextManager, Iterable, Iterator
 
 import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-from botocore.exceptions import BotoCoreError
 
 from cluster.connect import node_resources
 from cluster.resources import ResourcePlan, shortfall
@@ -38,6 +37,7 @@ from core.profiling import startup
 from core.tasks.catalog import build_task
 from core.tasks.columns import Column, Kind
 from data_pipeline.readers.epoch_collate import EpochCollate
+from jobs._train.checkpoint_uploads import CheckpointUploads
 from jobs._train.dashboard_metrics import DashboardMetrics
 from jobs._train.starts import SCRATCH, record_start
 from jobs._train.strategy import wrap
@@ -87,12 +87,14 @@ class RayBackend:
         self.loop_config, self.rank, self.world_size = loop_config, rank, world_size
         self.manifest = loop_config["manifest"]
         # What a batch holds is the task's, the same in every stage (stages change loss weights, not columns).
-        self.task = build_task(ExperimentConfig.model_validate(loop_config["config"]).task, self.manifest)
+        self.config = ExperimentConfig.model_validate(loop_config["config"])
+        self.task = build_task(self.config.task, self.manifest)
         self.columns = self.task.columns
         self.startup: dict[str, float] = {}  # core.profiling.startup marks of this worker, sent with the run's first record
         self.device = ray.train.torch.get_device()
         self.dashboard = DashboardMetrics(loop_config["run_name"], rank)
         self.early: _EarlyBatches | None = None  # the first epoch's batches, started before the model was built
+        self.uploads = CheckpointUploads(self.config.train.checkpoint_upload, loop_config["checkpoints"])
 
     @cached_property
     def val_data(self):
@@ -146,16 +148,15 @@ class RayBackend:
         if actor is not None:
             actor.add.remote(step, scalars)
 
+    def checkpoint_folder(self) -> ContextManager[Path]:
+        return self.uploads.folder()
+
     def report(self, record: dict[str, Any], folder: Path | None) -> None:
         # Reported, not added by the driver's callback: Ray Train keeps it with the checkpoint, where a record lost on the way is restored from
         record["wall_time_s"] = round(time.time() - self.loop_config["clock"], 1)
         if self.startup and "inside_epoch" not in record:  # with the epoch's record, which metrics.jsonl keeps
             record["startup"], self.startup = self.startup, {}
-        try:
-            ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)
-        except (OSError, BotoCoreError) as err:  # the upload, after the storage's own retries
-            raise OSError(f"the checkpoint of epoch {record['epoch']} could not be written to {self.loop_config['checkpoints']}: "
-                          f"{type(err).__name__}: {err}. Ray Train registered the checkpoints before it; --resume goes on from the latest") from err
+        self.uploads.report(record, folder)
 
 
 SHOWN_INPUTS = 4  # augmented training inputs sent to TensorBoard each epoch

@@ -1,0 +1,52 @@
+"""train.checkpoint_upload=async (the default): the workers train on while a checkpoint is copied to a slow
+S3, each checkpoint is registered once whole and in order, and no local copy is left behind."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from jobs import train
+from jobs._train.checkpoint_uploads import SPOOL
+from jobs._train.resume import find_resume_point
+from jobs._train.run_storage import checkpoint_storage
+from core.engine import checkpoint
+from tests.conftest import tiny_overrides
+from tests.s3_server import ray_with_s3_credentials, s3  # noqa: F401  (fixtures)
+from tests.tcp_proxy import TcpProxy
+
+UPLOAD_S = 8.0  # each checkpoint's copy through the slowed link, about
+CHECKPOINT_BYTES = 157e6  # the quickstart's model (FPN on ResNet-18) with its AdamW state
+
+
+@pytest.fixture
+def slow_link(s3):
+    proxy = TcpProxy(int(s3.url.rsplit(":", 1)[1]))
+    proxy.up()
+    yield proxy
+    proxy.down()
+
+
+def test_training_goes_on_while_a_checkpoint_is_copied_to_a_slow_s3(ray_with_s3_credentials, s3, slow_link,
+                                                                     tiny_dataset, tmp_path):
+    runs = tmp_path / "runs"
+    slow_link.throttle(CHECKPOINT_BYTES / UPLOAD_S)
+    base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
+    code = train.main([*base, "train.epochs=2", f"output.storage=s3://{s3.bucket}/slow",
+                       f"output.endpoint_url=http://127.0.0.1:{slow_link.port}", "output.storage_retry_s=60"])
+    slow_link.throttle(None)
+    (run_dir,) = runs.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert code == 0 and summary["status"] == "completed", summary.get("error")
+    first, second = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert first["checkpoint_upload_s"] > UPLOAD_S / 2, first["checkpoint_upload_s"]
+    # Epoch 2 trained, and reached its own report, well before epoch 1's checkpoint was stored: a synchronous copy
+    # holds the workers until it is (and Ray Train registers it within its 2 s poll).
+    assert second["wall_time_s"] + 3 < first["wall_time_s"] + first["checkpoint_upload_s"], (first, second)
+    resume = find_resume_point(str(run_dir), checkpoint_storage)
+    assert resume.checkpoint == summary["checkpoint"] == second["checkpoint"] and resume.progress.epoch == 1  # 0-based: epoch 2
+    storage = checkpoint_storage(resume.config, run_dir)
+    with storage.fs.open(f"{resume.checkpoint.removeprefix('s3://')}/{checkpoint.STATE_FILE}", "rb") as handle:
+        assert torch.load(handle, weights_only=True)["train_state"]["epoch"] == 1
+    assert not list(SPOOL.glob("*/checkpoint-*")), "each local copy is deleted once stored"
