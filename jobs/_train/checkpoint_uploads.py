@@ -34,12 +34,14 @@ class CheckpointUploads:
         self.root = SPOOL / str(os.getpid())
         self.root.mkdir(parents=True, exist_ok=True)
         self._handed: set[Path] = set()  # to the upload thread, which deletes them
+        self._opened_at = 0.0  # when the latest folder was made, to time the checkpoint's local write
 
     @contextmanager
     def folder(self) -> Iterator[Path]:
         """A new folder for a checkpoint; removed afterwards unless report handed it to the upload thread."""
         self._wait_for_earlier_copies()
         folder = Path(tempfile.mkdtemp(prefix="checkpoint-", dir=self.root))
+        self._opened_at = time.perf_counter()
         try:
             yield folder
         finally:
@@ -53,6 +55,8 @@ class CheckpointUploads:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
         if folder and self.asynchronous:
             self._handed.add(folder)
+        if folder:
+            record["checkpoint_write_s"] = round(time.perf_counter() - self._opened_at, 2)
         record[REPORTED_AT] = time.time()
         ray.train.report(record, checkpoint=checkpoint, checkpoint_upload_mode=mode,
                          delete_local_checkpoint_after_upload=self.asynchronous,
