@@ -20,6 +20,7 @@ import pytest
 
 from tests.ray_fixtures import start_local_ray
 from tests.ray_head import free_port
+from tests.tcp_proxy import TcpProxy
 
 MOTO_SERVER = str(Path(sys.executable).with_name("moto_server"))
 SECRET = "moto-secret-never-in-a-file-7f3a"
@@ -61,6 +62,15 @@ def moto_s3(log: Path):
 def s3(tmp_path_factory):
     with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
         yield endpoint
+
+
+@pytest.fixture
+def s3_proxy(s3):
+    """The same endpoint behind a TcpProxy (tests.tcp_proxy), to take it off the network or slow it down."""
+    proxy = TcpProxy(int(s3.url.rsplit(":", 1)[1]))
+    proxy.up()
+    yield proxy
+    proxy.down()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-import pytest
 import torch
 
 from jobs import train
@@ -21,29 +20,20 @@ from jobs._train.resume import find_resume_point
 from jobs._train.run_storage import checkpoint_storage
 from core.engine import checkpoint
 from tests.conftest import tiny_overrides
-from tests.s3_server import ray_with_s3_credentials, s3  # noqa: F401  (fixtures)
-from tests.tcp_proxy import TcpProxy
+from tests.s3_server import ray_with_s3_credentials, s3, s3_proxy  # noqa: F401  (fixtures)
 
 UPLOAD_S = 8.0  # each checkpoint's copy through the slowed link, about
 CHECKPOINT_BYTES = 157e6  # the quickstart's model (FPN on ResNet-18) with its AdamW state
 
 
-@pytest.fixture
-def slow_link(s3):
-    proxy = TcpProxy(int(s3.url.rsplit(":", 1)[1]))
-    proxy.up()
-    yield proxy
-    proxy.down()
-
-
-def test_training_goes_on_while_a_checkpoint_is_copied_to_a_slow_s3(ray_with_s3_credentials, s3, slow_link,
+def test_training_goes_on_while_a_checkpoint_is_copied_to_a_slow_s3(ray_with_s3_credentials, s3, s3_proxy,
                                                                      tiny_dataset, tmp_path):
     runs = tmp_path / "runs"
-    slow_link.throttle(CHECKPOINT_BYTES / UPLOAD_S)
+    s3_proxy.throttle(CHECKPOINT_BYTES / UPLOAD_S)
     base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
     code = train.main([*base, "train.epochs=2", f"output.storage=s3://{s3.bucket}/slow",
-                       f"output.endpoint_url=http://127.0.0.1:{slow_link.port}", "output.storage_retry_s=60"])
-    slow_link.throttle(None)
+                       f"output.endpoint_url=http://127.0.0.1:{s3_proxy.port}", "output.storage_retry_s=60"])
+    s3_proxy.throttle(None)
     (run_dir,) = runs.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert code == 0 and summary["status"] == "completed", summary.get("error")

@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from core.engine import checkpoint
@@ -23,18 +22,10 @@ from data_pipeline.storage.datastore import DataStore
 from jobs import evaluate, train
 from jobs._train.run_storage import checkpoint_storage, copy_run_files, run_store
 from tests.conftest import tiny_overrides
-from tests.s3_server import SECRET, ray_with_s3_credentials, s3  # noqa: F401  (fixtures)
+from tests.s3_server import SECRET, ray_with_s3_credentials, s3, s3_proxy  # noqa: F401  (fixtures)
 from tests.tcp_proxy import TcpProxy
 
 EPOCHS = 3
-
-
-@pytest.fixture
-def outage(s3):
-    outage = TcpProxy(int(s3.url.rsplit(":", 1)[1]))
-    outage.up()
-    yield outage
-    outage.down()
 
 
 def _records(runs: Path) -> int:
@@ -65,8 +56,8 @@ def _train_through_an_outage(s3, outage: TcpProxy, tiny_dataset: Path, runs: Pat
     return code, run_dir, json.loads((run_dir / "summary.json").read_text()), seen
 
 
-def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credentials, s3, outage, tiny_dataset, tmp_path):
-    code, run_dir, summary, seen = _train_through_an_outage(s3, outage, tiny_dataset, tmp_path / "runs", 12,
+def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credentials, s3, s3_proxy, tiny_dataset, tmp_path):
+    code, run_dir, summary, seen = _train_through_an_outage(s3, s3_proxy, tiny_dataset, tmp_path / "runs", 12,
                                                             ["train.best_checkpoints=1"])
     assert code == 0 and summary["status"] == "completed", summary.get("error")
     assert seen == [1], "epoch 2's checkpoint should have waited for S3"
@@ -96,8 +87,8 @@ def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credent
 
 
 def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_checkpoint(
-        ray_with_s3_credentials, s3, outage, tiny_dataset, tmp_path, capsys):
-    code, run_dir, summary, _ = _train_through_an_outage(s3, outage, tiny_dataset, tmp_path / "runs", None,
+        ray_with_s3_credentials, s3, s3_proxy, tiny_dataset, tmp_path, capsys):
+    code, run_dir, summary, _ = _train_through_an_outage(s3, s3_proxy, tiny_dataset, tmp_path / "runs", None,
                                                          ["output.storage_retry_s=3"])
     assert code == 1 and summary["status"] == "failed"
     remote = run_store(load_config(run_dir / "config.yaml"), run_dir)
@@ -106,7 +97,7 @@ def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_c
     # The worker's upload of epoch 2's checkpoint or the controller's update of its list fails first, whichever comes first.
     assert f"checkpoint storage {where} did not answer" in summary["error"], summary["error"]
     assert "output.storage_retry_s=3 s" in summary["error"]
-    outage.up()
+    s3_proxy.up()
     resume = find_resume_point(str(run_dir), checkpoint_storage)
     assert resume.checkpoint == summary["checkpoint"] and resume.checkpoint.startswith(where) and resume.progress.epoch == 0
     storage = checkpoint_storage(resume.config, run_dir)
@@ -117,7 +108,7 @@ def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_c
     shutil.rmtree(run_dir)  # the driver's machine is gone; S3 holds the run
     if remote.exists("metrics.jsonl"):  # as if the outage had cut off its copy after epoch 1: Ray Train's list restores it
         remote.fs.rm(remote.path("metrics.jsonl"))
-    assert train.main(["--resume", remote.uri, "--endpoint-url", f"http://127.0.0.1:{outage.port}"]) == 0
+    assert train.main(["--resume", remote.uri, "--endpoint-url", f"http://127.0.0.1:{s3_proxy.port}"]) == 0
     resumed = json.loads((run_dir / "summary.json").read_text())
     assert resumed["status"] == "completed" and resumed["checkpoint"].startswith(where), resumed.get("error")
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
