@@ -27,8 +27,11 @@ def record_start(storage: Any, resumes: int, started_from: str, world_size: int,
     storage.storage_filesystem.create_dir(folder)
     entry = {"time": time.time(), "resumes": resumes, "started_from": started_from, "rank0_pid": os.getpid(),
              "world_size": world_size, **at}
-    with storage.storage_filesystem.open_output_stream(posixpath.join(folder, f"{time.time_ns()}.json")) as handle:
+    path = posixpath.join(folder, f"{time.time_ns()}.json")
+    # Written aside and moved into place: a reader polling the folder (a test, a watcher) never sees a half-written start.
+    with storage.storage_filesystem.open_output_stream(f"{path}.partial") as handle:
         handle.write(json.dumps(entry).encode())
+    storage.storage_filesystem.move(f"{path}.partial", path)
 
 
 def restarts(storage: CheckpointStorage) -> dict[str, Any]:
@@ -36,7 +39,7 @@ def restarts(storage: CheckpointStorage) -> dict[str, Any]:
     "resizes": each start at another world size than the one before (time, from, to, and where it went on from)}."""
     folder = posixpath.join(storage.root, STARTS)
     try:
-        paths = sorted(storage.fs.ls(folder, detail=False), key=lambda p: int(posixpath.basename(p).split(".")[0]))
+        paths = sorted((p for p in storage.fs.ls(folder, detail=False) if p.endswith(".json")), key=lambda p: int(posixpath.basename(p).split(".")[0]))
     except FileNotFoundError:
         return {"restarts": 0, "restarts_from_scratch": 0, "resizes": []}
     starts = [json.loads(storage.fs.cat_file(path)) for path in paths]
