@@ -14,6 +14,10 @@ TINY_BODIES = SyntheticConfig(kind="bodies", num_train=8, num_val=4, image_size=
                               seed=3, rows_per_shard=4)
 TINY_ROOMS = SyntheticConfig(kind="rooms", num_train=4, num_val=2, image_size=24, volume_resolution=8, envmap_height=8, seed=5,
                              rows_per_shard=2)
+# For tests whose claim is about checkpoints, not the model: a third of ResNet-18's parameters, so 51 MB checkpoints
+# instead of 157 MB. moto_server serves a ranged read in time that grows with the object's size: a 157 MB checkpoint
+# took 66 s to read back from it here, a 51 MB one 9 s.
+SMALL_MODEL = "task.model.encoder=mobilenet_v2"
 
 
 @pytest.hookimpl(trylast=True)

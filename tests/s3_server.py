@@ -64,6 +64,18 @@ def s3(tmp_path_factory):
         yield endpoint
 
 
+@pytest.fixture(scope="module")
+def s3_dataset(s3):
+    """TINY_DATA written to the endpoint."""
+    from data_pipeline.sources.synthetic import generate
+    from data_pipeline.storage.datastore import DataStore
+    from tests.conftest import TINY_DATA
+
+    store = DataStore.at(f"s3://{s3.bucket}/tiny", s3.url)
+    generate(store, TINY_DATA)
+    return store
+
+
 @pytest.fixture
 def s3_proxy(s3):
     """The same endpoint behind a TcpProxy (tests.tcp_proxy), to take it off the network or slow it down."""

@@ -1,24 +1,16 @@
-"""Data sets on S3 (a real endpoint: moto_server): written, validated and trained on through the same URIs."""
+"""Data sets on S3 (a real endpoint: moto_server): written, validated and converted into through the same URIs (a run
+reading its data from S3 is in tests/jobs/test_s3_storage.py, through an outage of its checkpoint storage)."""
 import pickle
-from pathlib import Path
 
 import pytest
-import ray
 
 from data_pipeline.format import shards
 from data_pipeline.storage.datastore import DataStore
-from data_pipeline.sources.synthetic import ensure_dataset, generate
-from jobs import preprocess, train
-from tests.conftest import TINY_DATA, tiny_overrides
+from data_pipeline.sources.synthetic import ensure_dataset
+from jobs import preprocess
+from tests.conftest import TINY_DATA
 from tests.data_pipeline.layouts import cityscapes_tree
-from tests.s3_server import CREDENTIALS, SECRET, ray_with_s3_credentials, s3  # noqa: F401  (fixtures)
-
-
-@pytest.fixture(scope="module")
-def s3_dataset(s3):
-    store = DataStore.at(f"s3://{s3.bucket}/tiny", s3.url)
-    generate(store, TINY_DATA)
-    return store
+from tests.s3_server import CREDENTIALS, SECRET, ray_with_s3_credentials, s3, s3_dataset  # noqa: F401  (fixtures)
 
 
 def test_data_set_written_to_s3_is_complete_and_checksummed(s3_dataset):
@@ -42,21 +34,6 @@ def test_a_store_carries_no_credentials_when_shipped_to_workers(s3_dataset):
     shipped = pickle.dumps(s3_dataset)
     assert SECRET.encode() not in shipped and CREDENTIALS["AWS_ACCESS_KEY_ID"].encode() not in shipped
     assert pickle.loads(shipped).fs.ls(s3_dataset.root)
-
-
-def test_training_reads_the_data_set_from_s3(ray_with_s3_credentials, s3, s3_dataset, tmp_path, capsys):
-    overrides = [o for o in tiny_overrides(tmp_path / "unused", tmp_path / "runs") if not o.startswith("data.uri")]
-    assert train.main([*overrides, f"data.uri={s3_dataset.uri}", f"data.endpoint_url={s3.url}",
-                       "data.generate_if_missing=false"]) == 0
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    summary = (run_dir / "summary.json").read_text()
-    assert '"uri": "s3://vision-data/tiny"' in summary and '"status": "completed"' in summary
-    # The run directory holds TensorBoard's event files too; Ray's session logs hold every worker's output.
-    session_logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
-    for path in [*run_dir.rglob("*"), *session_logs.rglob("*")]:
-        if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), f"the secret key leaked into {path}"
-    assert SECRET not in "".join(capsys.readouterr())
 
 
 def test_preprocess_writes_to_s3_and_a_rerun_leaves_it_as_it_is(ray_with_s3_credentials, s3, tmp_path, capsys):

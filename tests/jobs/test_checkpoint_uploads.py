@@ -19,11 +19,11 @@ from jobs._train.checkpoint_uploads import SPOOL, CheckpointUploads
 from jobs._train.resume import find_resume_point
 from jobs._train.run_storage import checkpoint_storage
 from core.engine import checkpoint
-from tests.conftest import tiny_overrides
+from tests.conftest import SMALL_MODEL, tiny_overrides
 from tests.s3_server import ray_with_s3_credentials, s3, s3_proxy  # noqa: F401  (fixtures)
 
 UPLOAD_S = 8.0  # each checkpoint's copy through the slowed link, about
-CHECKPOINT_BYTES = 157e6  # the quickstart's model (FPN on ResNet-18) with its AdamW state
+CHECKPOINT_BYTES = 51e6  # FPN on MobileNetV2 (SMALL_MODEL) with its AdamW state
 
 
 def test_training_goes_on_while_a_checkpoint_is_copied_to_a_slow_s3(ray_with_s3_credentials, s3, s3_proxy,
@@ -31,7 +31,7 @@ def test_training_goes_on_while_a_checkpoint_is_copied_to_a_slow_s3(ray_with_s3_
     runs = tmp_path / "runs"
     s3_proxy.throttle(CHECKPOINT_BYTES / UPLOAD_S)
     base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
-    code = train.main([*base, "train.epochs=2", f"output.storage=s3://{s3.bucket}/slow",
+    code = train.main([*base, SMALL_MODEL, "train.epochs=2", f"output.storage=s3://{s3.bucket}/slow",
                        f"output.endpoint_url=http://127.0.0.1:{s3_proxy.port}", "output.storage_retry_s=60"])
     s3_proxy.throttle(None)
     (run_dir,) = runs.iterdir()

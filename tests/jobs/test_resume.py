@@ -26,7 +26,7 @@ from jobs import train
 from jobs._train.run_storage import checkpoint_storage
 from data_pipeline.sources.synthetic import generate
 from data_pipeline.storage.datastore import DataStore
-from tests.conftest import TINY_DATA, tiny_overrides
+from tests.conftest import SMALL_MODEL, TINY_DATA, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 4
@@ -37,7 +37,7 @@ def _overrides(tiny_dataset, root: Path) -> list[str]:
     stages = ("stages=[{name: warmup, epochs: 1}, {name: main, epochs: 3, optimizer: {lr: 0.003}, "
               "plateau: {patience: 0, factor: 0.5}}]")
     return [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith("train.epochs")] + [
-        stages, f"train.epochs={EPOCHS}", "scaling.num_workers=1", "data.preserve_order=true", "train.checkpoints_to_keep=5", "ray.num_cpus=2",
+        stages, SMALL_MODEL, f"train.epochs={EPOCHS}", "scaling.num_workers=1", "data.preserve_order=true", "train.checkpoints_to_keep=5", "ray.num_cpus=2",
         "train.progress_every_s=1", "train.checkpoint_every={steps: 2}"]
 
 

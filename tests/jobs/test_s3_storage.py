@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import ray
 import torch
 
 from core.engine import checkpoint
@@ -21,8 +22,8 @@ from jobs._train.resume import find_resume_point
 from data_pipeline.storage.datastore import DataStore
 from jobs import evaluate, train
 from jobs._train.run_storage import checkpoint_storage, copy_run_files, run_store
-from tests.conftest import tiny_overrides
-from tests.s3_server import SECRET, ray_with_s3_credentials, s3, s3_proxy  # noqa: F401  (fixtures)
+from tests.conftest import SMALL_MODEL, tiny_overrides
+from tests.s3_server import SECRET, ray_with_s3_credentials, s3, s3_dataset, s3_proxy  # noqa: F401  (fixtures)
 from tests.tcp_proxy import TcpProxy
 
 EPOCHS = 3
@@ -44,22 +45,26 @@ def _cut_after_first_epoch(outage: TcpProxy, runs: Path, seconds: float | None, 
         outage.up()
 
 
-def _train_through_an_outage(s3, outage: TcpProxy, tiny_dataset: Path, runs: Path, seconds: float | None, extra: list[str]):
+def _train_through_an_outage(s3, outage: TcpProxy, data: list[str], runs: Path, seconds: float | None, extra: list[str]):
+    """data: the overrides that name the data set (its data.uri first)."""
     seen: list[int] = []
     cutter = threading.Thread(target=_cut_after_first_epoch, args=(outage, runs, seconds, seen))
     cutter.start()
-    base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
-    code = train.main([*base, f"train.epochs={EPOCHS}", f"output.storage=s3://{s3.bucket}/checkpoints",
+    base = [o for o in tiny_overrides(Path("unused"), runs) if not o.startswith(("train.epochs", "data.uri"))]
+    code = train.main([*base, *data, SMALL_MODEL, f"train.epochs={EPOCHS}", f"output.storage=s3://{s3.bucket}/checkpoints",
                        f"output.endpoint_url=http://127.0.0.1:{outage.port}", *extra])
     cutter.join()
     (run_dir,) = runs.iterdir()
     return code, run_dir, json.loads((run_dir / "summary.json").read_text()), seen
 
 
-def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credentials, s3, s3_proxy, tiny_dataset, tmp_path):
-    code, run_dir, summary, seen = _train_through_an_outage(s3, s3_proxy, tiny_dataset, tmp_path / "runs", 12,
-                                                            ["train.best_checkpoints=1"])
+def test_an_s3_outage_shorter_than_the_retries_loses_nothing_in_a_run_that_reads_its_data_from_s3(
+        ray_with_s3_credentials, s3, s3_dataset, s3_proxy, tmp_path, capsys):
+    # The data set is read straight from the endpoint, not through the proxy the outage cuts.
+    data = [f"data.uri={s3_dataset.uri}", f"data.endpoint_url={s3.url}", "data.generate_if_missing=false"]
+    code, run_dir, summary, seen = _train_through_an_outage(s3, s3_proxy, data, tmp_path / "runs", 12, ["train.best_checkpoints=1"])
     assert code == 0 and summary["status"] == "completed", summary.get("error")
+    assert summary["data"]["uri"] == s3_dataset.uri == f"s3://{s3.bucket}/tiny"
     assert seen == [1], "epoch 2's checkpoint should have waited for S3"
     assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     prefix = f"s3://{s3.bucket}/checkpoints/{run_dir.name}/ray_train/checkpoint_"
@@ -73,7 +78,11 @@ def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credent
     (best,) = summary["best_checkpoints"]
     copy = f"best/epoch_{best['epoch']:04d}"
     assert best["checkpoint"] == remote.display(copy) and remote.exists(f"{copy}/state.pt")
-    assert not any(SECRET.encode() in path.read_bytes() for path in run_dir.rglob("*") if path.is_file())
+    session_logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"  # every worker's output
+    for path in [*run_dir.rglob("*"), *session_logs.rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), f"the secret key leaked into {path}"
+    assert SECRET not in "".join(capsys.readouterr())
     assert evaluate.main([str(run_dir)]) == 0
     scored = json.loads((run_dir / "eval_val" / "metrics.json").read_text())
     assert scored["checkpoint"] == summary["checkpoint"]
@@ -88,7 +97,7 @@ def test_an_s3_outage_shorter_than_the_retries_loses_nothing(ray_with_s3_credent
 
 def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_checkpoint(
         ray_with_s3_credentials, s3, s3_proxy, tiny_dataset, tmp_path, capsys):
-    code, run_dir, summary, _ = _train_through_an_outage(s3, s3_proxy, tiny_dataset, tmp_path / "runs", None,
+    code, run_dir, summary, _ = _train_through_an_outage(s3, s3_proxy, [f"data.uri={tiny_dataset}"], tmp_path / "runs", None,
                                                          ["output.storage_retry_s=3"])
     assert code == 1 and summary["status"] == "failed"
     remote = run_store(load_config(run_dir / "config.yaml"), run_dir)

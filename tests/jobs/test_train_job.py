@@ -139,29 +139,6 @@ def test_tensorboard_reader_sees_scalars_and_prediction_images(finished_run):
     assert [e.step for e in shown] == [1, 2, 3] and shown[0].width == shown[0].height == 32, "an augmented input per epoch"
 
 
-def test_a_launch_in_another_environment_says_what_differs_and_strict_env_refuses_it(finished_run, tiny_dataset, tmp_path, capsys):
-    root = tmp_path / "runs"
-    shutil.copytree(finished_run, root / finished_run.name)
-    env_file = root / finished_run.name / "env.json"
-    env = json.loads(env_file.read_text())
-    env["key_packages"]["torch"] = "1.6.0"
-    env_file.write_text(json.dumps(env))
-    overrides = [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith("train.epochs")] + ["train.epochs=1"]
-
-    assert train.main([*overrides, "--strict-env"]) == 2
-    said = capsys.readouterr().err
-    assert f"environment differs from last run {finished_run.name}: refused (--strict-env)" in said
-    assert f"driver  torch  {package_version('torch')}  1.6.0" in said
-    assert [p.name for p in root.iterdir()] == [finished_run.name], "nothing started"
-
-    assert train.main(overrides) == 0
-    said = capsys.readouterr().err
-    assert "going on; --strict-env refuses such a launch" in said and "torch" in said
-    (new_run,) = [p for p in root.iterdir() if p.name != finished_run.name]
-    assert json.loads((new_run / "summary.json").read_text())["status"] == "completed"
-    assert json.loads((new_run / "env.json").read_text())["nodes"] == {}, "one node, the driver's"
-
-
 @pytest.fixture(scope="module")
 def one_bad_label(tiny_dataset, tmp_path_factory):
     """The tiny data set with class id 9 (the table has 5) in row 3 of the first train shard."""
@@ -191,10 +168,31 @@ def test_a_bad_sample_stops_the_run_naming_shard_row_and_sample(local_ray, one_b
     assert f"shard {root / 'train-00000.parquet'}, row 3, sample {sample_id}: label ids [9]" in summary["error"]
 
 
-def test_skipped_bad_samples_are_counted_in_the_summary(local_ray, one_bad_label, tmp_path):  # noqa: F811
-    root, sample_id = one_bad_label
-    code, summary = _train_on(root, tmp_path / "runs", "data.on_bad_sample=skip", "train.epochs=2")
-    assert code == 0 and summary["status"] == "completed"
+def test_a_launch_in_another_environment_says_what_differs_strict_env_refuses_it_and_skipped_samples_are_counted(
+        finished_run, one_bad_label, tmp_path, capsys):
+    """Two claims on one run: the pre-flight's comparison with the last run, and a bad sample skipped in both epochs."""
+    root = tmp_path / "runs"
+    shutil.copytree(finished_run, root / finished_run.name)
+    env_file = root / finished_run.name / "env.json"
+    env = json.loads(env_file.read_text())
+    env["key_packages"]["torch"] = "1.6.0"
+    env_file.write_text(json.dumps(env))
+    data, sample_id = one_bad_label
+    overrides = [o for o in tiny_overrides(data, root) if not o.startswith(("data.synthetic", "train.epochs"))] + [
+        "data.generate_if_missing=false", "data.on_bad_sample=skip", "train.epochs=2"]
+
+    assert train.main([*overrides, "--strict-env"]) == 2
+    said = capsys.readouterr().err
+    assert f"environment differs from last run {finished_run.name}: refused (--strict-env)" in said
+    assert f"driver  torch  {package_version('torch')}  1.6.0" in said
+    assert [p.name for p in root.iterdir()] == [finished_run.name], "nothing started"
+
+    assert train.main(overrides) == 0
+    said = capsys.readouterr().err
+    assert "going on; --strict-env refuses such a launch" in said and "torch" in said
+    (new_run,) = [p for p in root.iterdir() if p.name != finished_run.name]
+    summary = json.loads((new_run / "summary.json").read_text())
+    assert summary["status"] == "completed" and json.loads((new_run / "env.json").read_text())["nodes"] == {}, "one node"
     assert summary["skipped_samples"]["count"] == 1  # once, though both epochs met it
     (skipped,) = summary["skipped_samples"]["samples"]
     assert skipped["sample_id"] == sample_id and skipped["row"] == 3 and "outside the class table" in skipped["reason"]
