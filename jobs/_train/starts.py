@@ -39,9 +39,10 @@ def restarts(storage: CheckpointStorage) -> dict[str, Any]:
     "resizes": each start at another world size than the one before (time, from, to, and where it went on from)}."""
     folder = posixpath.join(storage.root, STARTS)
     try:
-        paths = sorted((p for p in storage.fs.ls(folder, detail=False) if p.endswith(".json")), key=lambda p: int(posixpath.basename(p).split(".")[0]))
+        paths = [p for p in storage.fs.ls(folder, detail=False) if p.endswith(".json")]  # not one still being written
     except FileNotFoundError:
         return {"restarts": 0, "restarts_from_scratch": 0, "resizes": []}
+    paths.sort(key=lambda p: int(posixpath.basename(p).split(".")[0]))
     starts = [json.loads(storage.fs.cat_file(path)) for path in paths]
     sessions = {start["resumes"] for start in starts}
     later = [start for index, start in enumerate(starts) if any(s["resumes"] == start["resumes"] for s in starts[:index])]
