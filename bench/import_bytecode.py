@@ -12,6 +12,7 @@ the median seconds of each and the ratio b/a, and writes bench/results/import_by
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -40,10 +41,17 @@ def _imports(way: str, empty_prefix: str) -> dict[str, float]:
     return json.loads(done.stdout)
 
 
+def _compiled(module: str) -> bool:
+    return os.path.exists(importlib.util.cache_from_source(importlib.util.find_spec(module).origin))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.import_bytecode", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if not _compiled(MODULES[0]):
+        sys.exit(f"error: {MODULES[0]} has no compiled bytecode in this environment, so (a) would compile from source too; "
+                 f"install with uv pip install --compile-bytecode -r requirements.txt, or run python -m compileall on site-packages")
     runs: dict[str, list[dict[str, float]]] = {way: [] for way in WAYS}
     with tempfile.TemporaryDirectory() as empty_prefix:
         for turn in range(args.repeats):
