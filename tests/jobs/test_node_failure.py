@@ -57,10 +57,15 @@ def cluster():
 
 @pytest.fixture
 def two_nodes(cluster):
-    """The module's cluster with exactly two live worker nodes (a previous test may have removed one)."""
+    """The module's cluster with exactly two live worker nodes, all their CPUs free (a previous test may have removed one,
+    and its actors may still hold CPUs: an elastic run started beside them with one worker)."""
     while len(cluster.worker_nodes) < 2:
         cluster.add_node(num_cpus=NODE_CPUS)
     cluster.wait_for_nodes()
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2 * NODE_CPUS and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 2 * NODE_CPUS, ray.available_resources()
     return cluster
 
 
@@ -128,8 +133,8 @@ def _starts(run_dir: Path) -> list[dict]:
 
 
 def _shrink_then_grow(cluster: Cluster, runs: Path, run: subprocess.Popen, timeout_s: float = 300) -> list[str]:
-    """Remove a worker's node once a checkpoint inside epoch 2 is registered; add a node once the run went on with one
-    worker. In this thread: Ray starts a node's processes with signal handlers, which only the main thread may set."""
+    """Remove a worker's node once a checkpoint inside epoch 2 is registered; add a node once the run started again with
+    one worker after that. In this thread: Ray starts a node's processes with signal handlers, which only the main thread may set."""
     deadline = time.monotonic() + timeout_s
 
     def wait_for(condition) -> bool:
@@ -142,8 +147,9 @@ def _shrink_then_grow(cluster: Cluster, runs: Path, run: subprocess.Popen, timeo
     if not wait_for(lambda run_dir: latest_registered_metrics(run_dir).get("inside_epoch", 0) >= 2):
         return ["no checkpoint inside epoch 2"]
     workers = list_actors(address=cluster.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    before = {run_dir: len(_starts(run_dir)) for run_dir in runs.glob("*/")}
     cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == workers[0].node_id), allow_graceful=False)
-    if not wait_for(lambda run_dir: any(start["world_size"] == 1 for start in _starts(run_dir))):
+    if not wait_for(lambda run_dir: any(start["world_size"] == 1 for start in _starts(run_dir)[before.get(run_dir, 0):])):
         return ["removed", "no start with one worker"]
     cluster.add_node(num_cpus=NODE_CPUS)
     return ["removed", "added"]
