@@ -23,6 +23,13 @@ RAY_DATA_LOGGING = "RAY_DATA_LOGGING_CONFIG"  # Ray Data's; set in the environme
 # path: Ray Data opens it in every process that imports it, and some of Ray's own actors (usage collection,
 # the preemption watcher) do not run in the job's working_dir, where a relative path would lead.
 RAY_DATA_LOGGING_FILE = Path("configs") / "ray_data_logging.yaml"
+# A raylet keeps at most as many idle worker processes as its node has CPUs free, and ends the rest after
+# 1 s idle. A training run holds nearly every CPU, so the processes that ran an epoch's read tasks were
+# ended in the seconds before the next epoch's reads, which waited for new ones to start and import torch:
+# 3 new processes and 5 s of an 8 s epoch on 2 cores (bench.idle_workers). Ray's knob, read by each raylet
+# from its environment at start; set there (a cluster's `ray start`, ray_cluster.yaml), it is kept.
+IDLE_WORKER_KEEP = "RAY_idle_worker_killing_time_threshold_ms"
+IDLE_WORKER_KEEP_MS = 60_000
 
 
 def connect(config: RayConfig, code_root: Path) -> None:
@@ -46,7 +53,7 @@ def connect(config: RayConfig, code_root: Path) -> None:
 
 @contextlib.contextmanager
 def worker_environment(code_root: Path, node_ip_address: str):
-    """Around ray.init starting a local instance: what its workers find in their environment.
+    """Around ray.init starting a local instance: what its raylet and workers find in their environment.
 
     They inherit it from the raylet, which ray.init starts from this process; os.environ is as it was
     again afterwards. Not given as the job's runtime_env: Ray starts every worker of a job that has
@@ -58,6 +65,7 @@ def worker_environment(code_root: Path, node_ip_address: str):
     # A machine of its own is never preempted: Ray Train's preemption watcher, a process started with every
     # run, would only take CPU from the model build (1.0 s of it on 2 cores: bench.startup_pairs, README "Startup").
     values = {"PYTHONPATH": pythonpath, PREEMPTION_WATCHER: os.environ.get(PREEMPTION_WATCHER, "0"),
+              IDLE_WORKER_KEEP: os.environ.get(IDLE_WORKER_KEEP, str(IDLE_WORKER_KEEP_MS)),
               RAY_DATA_LOGGING: os.environ.get(RAY_DATA_LOGGING, str(code_root / RAY_DATA_LOGGING_FILE)),
               **_own_address(node_ip_address)}
     before = {name: os.environ.get(name) for name in values}

@@ -15,7 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.connect import IDLE_WORKER_KEEP, IDLE_WORKER_KEEP_MS
+
 RAY = str(Path(sys.executable).with_name("ray"))
+NODE_ENV = {IDLE_WORKER_KEEP: str(IDLE_WORKER_KEEP_MS)}  # as ray_cluster.yaml starts its nodes
 
 
 def free_port() -> int:
@@ -44,7 +47,7 @@ def ray_head(num_cpus: int, env: dict[str, str], extra_args: list[str] = (), log
                f"--dashboard-agent-listen-port={ports['agent']}", f"--temp-dir={temp_dir}", *extra_args]
     output = open(log or os.devnull, "w")
     own = {"RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"}  # its workers find their own Ray among others (cluster.connect)
-    process = subprocess.Popen(command, env={**os.environ, **env, **own}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(command, env={**os.environ, **NODE_ENV, **env, **own}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     head = Head(process.pid, f"127.0.0.1:{ports['gcs']}", f"http://127.0.0.1:{ports['dashboard']}", ports["metrics"], temp_dir)
     try:
         _wait_for_port(ports["dashboard"], process, timeout=90)

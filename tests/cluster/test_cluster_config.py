@@ -7,6 +7,8 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from cluster.connect import IDLE_WORKER_KEEP, IDLE_WORKER_KEEP_MS
+
 REPO = Path(__file__).resolve().parents[2]
 RAY_PORTS = (6379, 8265, 10001, 8076)
 
@@ -48,6 +50,11 @@ def test_every_node_starts_ray_with_token_auth_and_a_loopback_dashboard(cluster)
     assert "RAY_AUTH_MODE=token" in head and "RAY_AUTH_MODE=token" in workers
     assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
     assert "~/.ray/auth_token" in cluster["file_mounts"]
+
+
+def test_every_node_keeps_its_idle_workers_as_a_local_instance_does(cluster):
+    for commands in (cluster["head_start_ray_commands"], cluster["worker_start_ray_commands"]):
+        assert f"{IDLE_WORKER_KEEP}={IDLE_WORKER_KEEP_MS}" in " ".join(commands)
 
 
 def test_nodes_install_the_pinned_requirements(cluster):

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
+import psutil
 import pytest
 import ray
 
-from cluster.connect import PREEMPTION_WATCHER, RAY_DATA_LOGGING, connect
+from cluster.connect import IDLE_WORKER_KEEP, PREEMPTION_WATCHER, RAY_DATA_LOGGING, connect
 from core.config.sections import RayConfig
 from tests.ray_fixtures import REPO
 
@@ -17,6 +19,7 @@ def connected(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv(PREEMPTION_WATCHER, raising=False)
     monkeypatch.delenv(RAY_DATA_LOGGING, raising=False)
+    monkeypatch.delenv(IDLE_WORKER_KEEP, raising=False)
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     connect(RayConfig(num_cpus=1, include_dashboard=False), REPO)
     yield
@@ -54,3 +57,22 @@ def test_ray_data_in_a_local_instance_logs_warnings_to_the_console_and_the_rest_
     assert handlers == {"file": logging.NOTSET, "console": logging.WARNING}
     assert progress_notices == logging.ERROR  # "Progress bars disabled": this project turns them off itself
     assert RAY_DATA_LOGGING not in os.environ, "the driver's own is as it was"
+
+
+def test_a_task_workers_process_outlives_a_second_idle_while_the_cpus_are_taken(connected):
+    """Ray ends idle workers beyond the free CPUs after 1 s: the next epoch's read tasks waited for new processes."""
+    @ray.remote(num_cpus=1)
+    class Holder:  # as a run's training workers hold the CPUs
+        def ready(self) -> bool:
+            return True
+
+    @ray.remote(num_cpus=0)
+    def pid() -> int:
+        return os.getpid()
+
+    holder = Holder.remote()
+    ray.get(holder.ready.remote())
+    first = ray.get(pid.remote())
+    time.sleep(3)
+    assert psutil.pid_exists(first), "the raylet ended the idle worker"
+    assert IDLE_WORKER_KEEP not in os.environ, "the driver's own is as it was"

@@ -19,6 +19,7 @@ import ray
 from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
+from cluster.connect import IDLE_WORKER_KEEP_MS
 from core.engine import checkpoint
 from core.runs import fingerprint
 from jobs import train
@@ -30,9 +31,10 @@ from tests.ray_head import free_port
 REPO = Path(__file__).resolve().parents[2]
 NODE_CPUS = 2
 EPOCHS = 4
-# The grow came 48-80 s after the shrink, which lands in epoch 2; epochs of 2 workers (a checkpoint at each of their
-# 2 steps) took 26-30 s in the slowest run seen, and 5 epochs after the shrink leave room for the grow and more.
-ELASTIC_EPOCHS = 7
+# The run of one worker must not finish before the grow: the grow's group started 17.5 s after the shrink's here,
+# before the one worker had trained past its checkpoint, and 31-48 s after it in slower CI runs. With idle workers
+# kept (cluster.connect) an epoch takes 3.5-5 s, so the 8 epochs after the shrink hold the one worker 30-40 s.
+ELASTIC_EPOCHS = 10
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,9 @@ def cluster():
         env.setenv("RAY_ADDRESS", f"{ray.util.get_node_ip_address()}:{port}")
         cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
-            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})  # a lost node is noticed in 3 s, not 15
+            # a lost node is noticed in 3 s, not 15; idle workers kept as ray_cluster.yaml's nodes keep them
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3,
+                               "idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS}})
         try:
             pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
             ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
