@@ -1,13 +1,15 @@
 """Node failure on a multi-node Ray cluster on this machine: a head without CPUs and two 2-CPU worker nodes.
 
-Removing the node that holds a training worker mid-run restarts the run on the node left when the
-plan fits there, and fails it naming the missing resources when it does not; an elastic run
-shrinks to the workers left and grows again when a node comes back.
+Removing the node that holds a training worker mid-run fails the run naming the missing resources
+when its plan no longer fits the node left; an elastic run goes on there from its checkpoint with
+the workers left, and grows again when a node comes back. (A run of fixed size that still fits goes
+on as the elastic one does: its restart from a checkpoint is test_faults', on one node.)
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -31,10 +33,10 @@ from tests.ray_head import free_port
 REPO = Path(__file__).resolve().parents[2]
 NODE_CPUS = 2
 EPOCHS = 4
-# The run of one worker must not finish before the grow: the grow's group started 17.5 s after the shrink's here,
-# before the one worker had trained past its checkpoint, and 31-48 s after it in slower CI runs. With idle workers
-# kept (cluster.connect) an epoch takes 3.5-5 s, so the 8 epochs after the shrink hold the one worker 30-40 s.
-ELASTIC_EPOCHS = 10
+# The grow waits for the added node and for Ray Data's AutoscalingCoordinator, which looks at the nodes every 20 s:
+# the grown group started 12-34 s after the one-worker group here, and an epoch of one worker takes about 2 s. The
+# elastic run is planned longer than that can take, and stopped by SIGTERM once the grown group trained an epoch.
+ELASTIC_EPOCHS = 40
 
 
 @pytest.fixture(scope="module")
@@ -97,19 +99,6 @@ def _train_and_remove_a_node(cluster: Cluster, tiny_dataset: Path, runs: Path, o
     return code, run_dir, removed
 
 
-def test_a_run_whose_node_is_lost_goes_on_on_the_node_left(two_nodes, tiny_dataset, tmp_path):
-    # 2 workers x 0.5 CPU + 1 CPU for Ray Data fit on one 2-CPU node.
-    code, run_dir, removed = _train_and_remove_a_node(
-        two_nodes, tiny_dataset, tmp_path / "runs", ["scaling.num_workers=2", "scaling.cpus_per_worker=0.5", "scaling.data_cpus=1"])
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert code == 0 and summary["status"] == "completed", summary.get("error")
-    assert summary["epochs_completed"] == EPOCHS and summary["restarts_from_checkpoint"] == 1
-    alive = list_actors(address=two_nodes.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-    assert removed[0] not in {a.node_id for a in alive}
-    env = json.loads((run_dir / "env.json").read_text())
-    assert env["nodes"] == {"2 CPU": fingerprint.current()}, "the pre-flight read the worker nodes' type on one of them"
-
-
 def test_a_run_whose_plan_no_longer_fits_fails_naming_the_missing_resources(two_nodes, tiny_dataset, tmp_path):
     # 2 workers x 1.5 CPU need both nodes; after one is gone, 2 CPUs remain of the 3.5 the plan needs.
     code, run_dir, _ = _train_and_remove_a_node(
@@ -138,7 +127,8 @@ def _starts(run_dir: Path) -> list[dict]:
 
 def _shrink_then_grow(cluster: Cluster, runs: Path, run: subprocess.Popen, timeout_s: float = 300) -> list[str]:
     """Remove a worker's node once a checkpoint inside epoch 2 is registered; add a node once the run started again with
-    one worker after that. In this thread: Ray starts a node's processes with signal handlers, which only the main thread may set."""
+    one worker after that; stop the run by SIGTERM once the grown group trained an epoch. In this thread: Ray starts a
+    node's processes with signal handlers, which only the main thread may set."""
     deadline = time.monotonic() + timeout_s
 
     def wait_for(condition) -> bool:
@@ -156,7 +146,20 @@ def _shrink_then_grow(cluster: Cluster, runs: Path, run: subprocess.Popen, timeo
     if not wait_for(lambda run_dir: any(start["world_size"] == 1 for start in _starts(run_dir)[before.get(run_dir, 0):])):
         return ["removed", "no start with one worker"]
     cluster.add_node(num_cpus=NODE_CPUS)
-    return ["removed", "added"]
+    if not wait_for(lambda run_dir: _trained_an_epoch_after_the_grow(run_dir, before.get(run_dir, 0))):
+        return ["removed", "added", "no epoch trained after a grow"]
+    run.send_signal(signal.SIGTERM)
+    return ["removed", "added", "grown"]
+
+
+def _trained_an_epoch_after_the_grow(run_dir: Path, starts_before_removal: int) -> bool:
+    """Whether a group of two started after the removal, and metrics.jsonl holds an epoch it trained from its start."""
+    grown = [start for start in _starts(run_dir)[starts_before_removal:] if start["world_size"] == 2]
+    metrics = run_dir / "metrics.jsonl"
+    if not grown or not metrics.is_file():
+        return False
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines() if line.strip()]
+    return bool(epochs) and epochs[-1] > grown[0]["epoch"]
 
 
 def test_an_elastic_run_shrinks_on_a_node_loss_grows_when_a_node_comes_and_trains_every_sample_once(two_nodes, tiny_dataset,
@@ -176,13 +179,17 @@ def test_an_elastic_run_shrinks_on_a_node_loss_grows_when_a_node_comes_and_train
         run.kill()
     (run_dir,) = runs.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert run.returncode == 0 and summary["status"] == "completed", (summary.get("error"), output[-3000:])
-    assert events == ["removed", "added"], events
+    assert events == ["removed", "added", "grown"], (events, output[-3000:])
+    assert run.returncode == 128 + signal.SIGTERM and summary["status"] == "interrupted", (summary.get("error"), output[-3000:])
     assert "elastic: starts with 1 worker(s) and grows to 2" in output
     assert [(r["from"], r["to"]) for r in summary["resizes"]] == [(2, 1), (1, 2)], summary["resizes"]
     assert summary["resizes"][0]["epoch"] >= 1 and summary["resizes"][0]["epoch_samples"] > 0, "the shrink went on inside epoch 2"
+    # Both new groups, the one on the node left and the grown one, went on from a checkpoint.
+    assert (summary["restarts"], summary["restarts_from_scratch"]) == (2, 0), summary
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["nodes"] == {"2 CPU": fingerprint.current()}, "the pre-flight read the worker nodes' type on one of them"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in records] == list(range(1, ELASTIC_EPOCHS + 1))
+    assert [r["epoch"] for r in records] == list(range(1, len(records) + 1)) and records[-1]["world_size"] == 2
     assert {r["train/samples"] for r in records} == {16} and len({r["train/sample_digest"] for r in records}) == 1
     assert {r["global_batch"] for r in records} == {8}
     # an epoch that ends at one worker (the grow may come first) accumulates two batches into each step
