@@ -25,9 +25,10 @@ RAY_DATA_LOGGING = "RAY_DATA_LOGGING_CONFIG"  # Ray Data's; set in the environme
 RAY_DATA_LOGGING_FILE = Path("configs") / "ray_data_logging.yaml"
 # A raylet keeps at most as many idle worker processes as its node has CPUs free, and ends the rest after
 # 1 s idle. A training run holds nearly every CPU, so the processes that ran an epoch's read tasks were
-# ended in the seconds before the next epoch's reads, which waited for new ones to start and import torch:
-# 3 new processes and 5 s of an 8 s epoch on 2 cores (bench.idle_workers). Ray's knob, read by each raylet
-# from its environment at start; set there (a cluster's `ray start`, ray_cluster.yaml), it is kept.
+# ended in the seconds before the next epoch's reads, which waited for new ones to start and import torch
+# (bench.idle_workers: 23 processes against 14 in a quickstart run with a checkpoint every step). Ray's
+# knob, read by each raylet from its environment at start; set there (a cluster's `ray start`,
+# ray_cluster.yaml), it is kept.
 IDLE_WORKER_KEEP = "RAY_idle_worker_killing_time_threshold_ms"
 IDLE_WORKER_KEEP_MS = 60_000
 
