@@ -24,6 +24,7 @@ from ray.util.state import list_actors
 from cluster.connect import IDLE_WORKER_KEEP_MS
 from core.engine import checkpoint
 from core.runs import fingerprint
+from core.runs.run_dir import read_metrics
 from jobs import train
 from jobs._train.resume import latest_registered_metrics
 from jobs._train.starts import STARTS
@@ -155,11 +156,8 @@ def _shrink_then_grow(cluster: Cluster, runs: Path, run: subprocess.Popen, timeo
 def _trained_an_epoch_after_the_grow(run_dir: Path, starts_before_removal: int) -> bool:
     """Whether a group of two started after the removal, and metrics.jsonl holds an epoch it trained from its start."""
     grown = [start for start in _starts(run_dir)[starts_before_removal:] if start["world_size"] == 2]
-    metrics = run_dir / "metrics.jsonl"
-    if not grown or not metrics.is_file():
-        return False
-    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines() if line.strip()]
-    return bool(epochs) and epochs[-1] > grown[0]["epoch"]
+    records = read_metrics(run_dir) if grown else []
+    return bool(records) and records[-1]["epoch"] > grown[0]["epoch"]
 
 
 def test_an_elastic_run_shrinks_on_a_node_loss_grows_when_a_node_comes_and_trains_every_sample_once(two_nodes, tiny_dataset,
