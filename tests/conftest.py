@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config.sections import SyntheticConfig
+from tests.ray_fixtures import GROUP, KINDS, SHARED
 
 TINY_DATA = SyntheticConfig(num_train=16, num_val=8, image_size=32, views_per_scene=4, seed=7, rows_per_shard=8)
 TINY_BODIES = SyntheticConfig(kind="bodies", num_train=8, num_val=4, image_size=32, mesh_resolution=32, points_per_sample=256,
@@ -18,6 +19,25 @@ TINY_ROOMS = SyntheticConfig(kind="rooms", num_train=4, num_val=2, image_size=24
 # instead of 157 MB. moto_server serves a ranged read in time that grows with the object's size: a 157 MB checkpoint
 # took 66 s to read back from it here, a 51 MB one 9 s.
 SMALL_MODEL = "task.model.encoder=mobilenet_v2"
+
+
+def pytest_collection_modifyitems(items):
+    """Modules that use no shared Ray first, then those of each kind (tests.ray_fixtures) one after another, a module
+    that starts its kind anew first among them; the order within a module, and among the others of a kind, stays."""
+    group: dict[Path, int] = {}
+    anew: set[Path] = set()
+    for item in items:
+        names = [name for name in item.fixturenames if GROUP.get(name, name) in KINDS]
+        group[item.path] = max([group.get(item.path, 0), *(KINDS.index(GROUP.get(name, name)) + 1 for name in names)])
+        anew.update(item.path for name in names if name in GROUP)
+    rank = {path: (index, path not in anew) for path, index in group.items()}
+    items.sort(key=lambda item: rank[item.path])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_ray_ends_with_the_session():
+    yield
+    SHARED.stop()
 
 
 @pytest.hookimpl(trylast=True)

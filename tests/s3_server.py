@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ray_fixtures import start_local_ray
+from tests.ray_fixtures import SHARED
 from tests.ray_head import free_port
 from tests.tcp_proxy import TcpProxy
 
@@ -87,8 +87,9 @@ def s3_proxy(s3):
 
 @pytest.fixture(scope="module")
 def ray_with_s3_credentials(s3):
-    """Started after the credentials are in the environment, so that the workers inherit them."""
-    yield from start_local_ray(include_dashboard=False)
+    """Started after the credentials are in the environment, so that the workers inherit them (and keep them after
+    the module: the credentials are the same in every module)."""
+    return SHARED.use("ray_with_s3_credentials", include_dashboard=False)
 
 
 def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:

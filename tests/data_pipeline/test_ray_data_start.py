@@ -7,12 +7,12 @@ from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator impor
 from ray.data._internal.stats import STATS_ACTOR_NAME, STATS_ACTOR_NAMESPACE, get_or_create_stats_actor
 
 from data_pipeline.readers import ray_data_start
-from tests.ray_fixtures import local_ray  # noqa: F401
+from tests.ray_fixtures import fresh_local_ray  # noqa: F401  (fixture: neither actor may exist yet)
 
 COORDINATOR = ("AutoscalingCoordinator", "AutoscalingCoordinator")  # Ray Data's name and namespace for it
 
 
-def test_start_actors_starts_the_ones_ray_train_and_ray_data_would_otherwise_start(local_ray):  # noqa: F811
+def test_start_actors_starts_the_ones_ray_train_and_ray_data_would_otherwise_start(fresh_local_ray):  # noqa: F811
     for name, namespace in (COORDINATOR, (STATS_ACTOR_NAME, STATS_ACTOR_NAMESPACE)):
         with pytest.raises(ValueError):
             ray.get_actor(name, namespace=namespace)

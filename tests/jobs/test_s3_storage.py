@@ -1,6 +1,8 @@
 """A run stored on S3 (moto_server behind a forwarder that can take it off the network) while the endpoint goes away.
 
-An outage shorter than output.storage_retry_s costs nothing: the upload waits and the run finishes.
+An outage shorter than output.storage_retry_s costs nothing: the upload waits and the run finishes;
+and over a slow link the workers train on while a checkpoint is copied (train.checkpoint_upload=async,
+the default), each checkpoint registered once whole and in order, no local copy left behind.
 A longer one fails the run with the checkpoint it could not write named, and the checkpoints S3
 already held stay the ones --resume goes on from, also from the S3 folder alone on a machine that
 never held the run directory.
@@ -18,6 +20,7 @@ import torch
 
 from core.engine import checkpoint
 from core.config.loading import load_config, to_yaml
+from jobs._train.checkpoint_uploads import SPOOL
 from jobs._train.resume import find_resume_point
 from data_pipeline.storage.datastore import DataStore
 from jobs import evaluate, train
@@ -27,6 +30,8 @@ from tests.s3_server import SECRET, ray_with_s3_credentials, s3, s3_dataset, s3_
 from tests.tcp_proxy import TcpProxy
 
 EPOCHS = 3
+UPLOAD_S = 8.0  # each checkpoint's copy through the slowed link, about
+CHECKPOINT_BYTES = 51e6  # FPN on MobileNetV2 (SMALL_MODEL) with its AdamW state
 
 
 def _records(runs: Path) -> int:
@@ -58,15 +63,24 @@ def _train_through_an_outage(s3, outage: TcpProxy, data: list[str], runs: Path, 
     return code, run_dir, json.loads((run_dir / "summary.json").read_text()), seen
 
 
-def test_an_s3_outage_shorter_than_the_retries_loses_nothing_in_a_run_that_reads_its_data_from_s3(
+def test_a_slow_s3_with_an_outage_shorter_than_the_retries_loses_nothing_nor_holds_the_training_up(
         ray_with_s3_credentials, s3, s3_dataset, s3_proxy, tmp_path, capsys):
-    # The data set is read straight from the endpoint, not through the proxy the outage cuts.
+    # The data set is read straight from the endpoint, not through the proxy the outage cuts and the link slows.
     data = [f"data.uri={s3_dataset.uri}", f"data.endpoint_url={s3.url}", "data.generate_if_missing=false"]
+    s3_proxy.throttle(CHECKPOINT_BYTES / UPLOAD_S)
     code, run_dir, summary, seen = _train_through_an_outage(s3, s3_proxy, data, tmp_path / "runs", 12, ["train.best_checkpoints=1"])
+    s3_proxy.throttle(None)
     assert code == 0 and summary["status"] == "completed", summary.get("error")
     assert summary["data"]["uri"] == s3_dataset.uri == f"s3://{s3.bucket}/tiny"
     assert seen == [1], "epoch 2's checkpoint should have waited for S3"
-    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    first, second = records[:2]
+    assert first["checkpoint_upload_s"] > UPLOAD_S / 2 and 0 < first["checkpoint_write_s"] < first["checkpoint_upload_s"], first
+    # Epoch 2 trained, and reached its own report, well before epoch 1's checkpoint was stored: a synchronous copy
+    # holds the workers until it is (and Ray Train registers it within its 2 s poll).
+    assert second["wall_time_s"] + 3 < first["wall_time_s"] + first["checkpoint_upload_s"], (first, second)
+    assert not list(SPOOL.glob("*/checkpoint-*")), "each local copy is deleted once stored"
     prefix = f"s3://{s3.bucket}/checkpoints/{run_dir.name}/ray_train/checkpoint_"
     assert summary["checkpoint"].startswith(prefix)
     resume = find_resume_point(str(run_dir), checkpoint_storage)
