@@ -55,13 +55,11 @@ def _one_step(strategy: str, config: ExperimentConfig, data: Path) -> tuple[int,
         F.cross_entropy(ddp(images), labels).backward()
         optimizer.step()
         return state_bytes(optimizer), params
-    import deepspeed
-
-    from jobs._train.strategy import deepspeed_config
+    from jobs._train.strategy import deepspeed_engine
 
     staged = config.model_copy(update={"scaling": config.scaling.model_copy(update={"strategy": "deepspeed",
                                                                                       "zero_stage": int(strategy[-1])})})
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(staged), dist_init_required=False)
+    engine = deepspeed_engine(model, optimizer, staged)
     engine.backward(F.cross_entropy(engine(images), labels))
     engine.step()
     return state_bytes(engine.optimizer.optimizer), params

@@ -13,19 +13,31 @@ from torch import nn
 from core.config.schema import ExperimentConfig
 from core.engine.optim import build_optimizer
 
+# The op DeepSpeed's CPU accelerator compiles, a C++ extension, when its communication starts: 35 s of g++ here, once
+# per Python environment, on every node. Only its inference all-reduce uses it; training reduces through torch.
+_INFERENCE_ALL_REDUCE_OP = "deepspeed_shm_comm"
+
+
 def wrap(module: nn.Module, config: ExperimentConfig) -> tuple[nn.Module, torch.optim.Optimizer]:
     """(the model to train, the optimizer whose param_groups carry the learning rate)."""
     optimizer = build_optimizer(config.train.optimizer, [p for p in module.parameters() if p.requires_grad])
     if config.scaling.strategy == "ddp":
         return ray.train.torch.prepare_model(module), optimizer  # wrapped again each stage: DDP takes what trains now
-    import deepspeed
-
     if config.train.precision == "fp16" and not deepspeed_runs_fp16():
         raise ValueError("train.precision=fp16 with scaling.strategy=deepspeed: DeepSpeed has no fp16 on this worker's device "
                          "(a CPU needs AVX512-FP16 or AMX-FP16); use train.precision=bf16 here, or fp16 on GPUs")
-    engine, _, _, _ = deepspeed.initialize(model=module.to(ray.train.torch.get_device()), optimizer=optimizer,
-                                           config=deepspeed_config(config), dist_init_required=False)
-    return engine, optimizer
+    return deepspeed_engine(module.to(ray.train.torch.get_device()), optimizer, config), optimizer
+
+
+def deepspeed_engine(module: nn.Module, optimizer: torch.optim.Optimizer, config: ExperimentConfig):
+    """A ZeRO engine in the process group already started, without building DeepSpeed's inference all-reduce."""
+    import deepspeed
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__[_INFERENCE_ALL_REDUCE_OP] = False  # DeepSpeed's own table of what it may build
+    engine, _, _, _ = deepspeed.initialize(model=module, optimizer=optimizer, config=deepspeed_config(config),
+                                           dist_init_required=False)
+    return engine
 
 
 def deepspeed_runs_fp16() -> bool:

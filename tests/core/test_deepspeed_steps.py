@@ -13,7 +13,7 @@ from core.config.schema import ExperimentConfig
 from core.engine.steppers import StepRules
 from core.engine.steps import train_epoch
 from core.engine.optim import build_optimizer
-from jobs._train.strategy import deepspeed_config, deepspeed_runs_fp16, wrap
+from jobs._train.strategy import deepspeed_engine, deepspeed_runs_fp16, wrap
 from tests.core import spawned_ranks
 from tests.core.tiny_task import TinyRegression, tiny_batches
 from tests.ray_head import free_port
@@ -23,15 +23,12 @@ CONFIG = {"train": {"batch_size": 4, "optimizer": {"lr": 0.01, "weight_decay": 0
 
 
 def _engine(zero_stage: int, precision: str = "fp32", accumulation: int = 1):
-    import deepspeed
-
     torch.manual_seed(0)
     model = TinyRegression().build_model()
     config = ExperimentConfig.model_validate({"train": {**CONFIG["train"], "precision": precision, "grad_accumulation": accumulation},
                                               "scaling": {"strategy": "deepspeed", "zero_stage": zero_stage}})
     optimizer = build_optimizer(config.train.optimizer, model.parameters())
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(config), dist_init_required=False)
-    return engine, optimizer
+    return deepspeed_engine(model, optimizer, config), optimizer
 
 
 def _train(engine, optimizer, batches, rank, rules=StepRules()) -> list[float]:
@@ -62,7 +59,9 @@ def _worker(rank: int, port: int, out: str, zero_stage: int):
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])  # ZeRO 1 shares DeepSpeed's code path with 2 (stage_1_and_2)
-def test_zero_matches_one_process_step_by_step_and_resumes_from_every_workers_shard(zero_stage):
+def test_zero_matches_one_process_step_by_step_and_resumes_from_every_workers_shard(zero_stage, tmp_path, monkeypatch):
+    built = tmp_path / "torch_extensions"  # where DeepSpeed would compile its C++ ops for the workers
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(built))
     torch.manual_seed(0)
     task = TinyRegression()
     model = task.build_model()
@@ -81,6 +80,7 @@ def test_zero_matches_one_process_step_by_step_and_resumes_from_every_workers_sh
     assert all(torch.allclose(ranks[0]["uninterrupted"][k], expected[k], atol=1e-6) for k in expected)
     for rank in ranks:
         assert all(torch.equal(rank["resumed"][k], rank["uninterrupted"][k]) for k in expected)
+    assert not built.exists(), f"DeepSpeed compiled {[p.name for p in built.rglob('*.so')]} to train"
 
 
 def _accumulating_worker(rank: int, port: int, out: str):
