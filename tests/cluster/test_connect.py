@@ -14,16 +14,18 @@ from core.config.sections import RayConfig
 from tests.ray_fixtures import REPO
 
 
-@pytest.fixture
-def connected(monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv(PREEMPTION_WATCHER, raising=False)
-    monkeypatch.delenv(RAY_DATA_LOGGING, raising=False)
-    monkeypatch.delenv(IDLE_WORKER_KEEP, raising=False)
-    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
-    connect(RayConfig(num_cpus=1, include_dashboard=False), REPO)
-    yield
-    ray.shutdown()
+@pytest.fixture(scope="module")
+def connected():
+    """One instance for the module's tests, each of which leaves it as it found it."""
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("RAY_ADDRESS", PREEMPTION_WATCHER, RAY_DATA_LOGGING, IDLE_WORKER_KEEP):
+            env.delenv(name, raising=False)
+        env.setenv("PYTHONPATH", "/elsewhere")
+        connect(RayConfig(num_cpus=1, include_dashboard=False), REPO)
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def test_a_local_instance_imports_this_code_and_starts_no_preemption_watcher(connected):
@@ -74,5 +76,7 @@ def test_a_task_workers_process_outlives_a_second_idle_while_the_cpus_are_taken(
     ray.get(holder.ready.remote())
     first = ray.get(pid.remote())
     time.sleep(3)
-    assert psutil.pid_exists(first), "the raylet ended the idle worker"
+    alive = psutil.pid_exists(first)
+    ray.kill(holder)
+    assert alive, "the raylet ended the idle worker"
     assert IDLE_WORKER_KEEP not in os.environ, "the driver's own is as it was"

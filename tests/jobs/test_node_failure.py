@@ -48,14 +48,16 @@ def cluster():
         port = free_port()  # named to every node's processes, which find their own Ray among others (cluster.connect)
         env.setenv("RAY_GCS_SERVER_PORT", str(port))
         env.setenv("RAY_ADDRESS", f"{ray.util.get_node_ip_address()}:{port}")
+        # Inherited by every node's workers, as cluster.connect gives a local instance this code: a job's runtime_env
+        # would have each worker started through the runtime-env agent instead of prestarted (3-5 s apart here).
+        env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
             # a lost node is noticed in 3 s, not 15; idle workers kept as ray_cluster.yaml's nodes keep them
             "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3,
                                "idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS}})
         try:
-            pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-            ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+            ray.init(address=cluster.address)
             yield cluster
         finally:
             ray.shutdown()
@@ -76,21 +78,26 @@ def two_nodes(cluster):
     return cluster
 
 
-def _remove_a_workers_node_after_first_checkpoint(cluster: Cluster, runs: Path, removed: list[str], timeout_s: float = 300) -> None:
-    """Remove the node of one Ray Train worker once the run recorded its first checkpointed epoch (see test_faults)."""
+def _remove_a_workers_node(cluster: Cluster, runs: Path, removed: list[str], after_first_epoch: bool,
+                           timeout_s: float = 300) -> None:
+    """Remove the node of one Ray Train worker once the run recorded its first checkpointed epoch (see test_faults), or
+    once all its workers are up."""
     deadline = time.monotonic() + timeout_s
-    while not any(path.read_text().strip() for path in runs.glob("*/metrics.jsonl")) and time.monotonic() < deadline:
+    workers = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        if not after_first_epoch or any(path.read_text().strip() for path in runs.glob("*/metrics.jsonl")):
+            workers = list_actors(address=cluster.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
         time.sleep(0.1)
-    workers = list_actors(address=cluster.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
     node = next((n for n in cluster.worker_nodes if workers and n.node_id == workers[0].node_id), None)
     if node is not None:
         cluster.remove_node(node, allow_graceful=False)
         removed.append(node.node_id)
 
 
-def _train_and_remove_a_node(cluster: Cluster, tiny_dataset: Path, runs: Path, overrides: list[str]) -> tuple[int, Path, list[str]]:
+def _train_and_remove_a_node(cluster: Cluster, tiny_dataset: Path, runs: Path, overrides: list[str],
+                             after_first_epoch: bool) -> tuple[int, Path, list[str]]:
     removed: list[str] = []
-    remover = threading.Thread(target=_remove_a_workers_node_after_first_checkpoint, args=(cluster, runs, removed))
+    remover = threading.Thread(target=_remove_a_workers_node, args=(cluster, runs, removed, after_first_epoch))
     remover.start()
     base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
     code = train.main([*base, f"train.epochs={EPOCHS}", "scaling.use_gpu=false", "failure.max_failures=1", *overrides])
@@ -104,17 +111,19 @@ def test_a_run_whose_plan_no_longer_fits_fails_naming_the_missing_resources(two_
     # 2 workers x 1.5 CPU need both nodes; after one is gone, 2 CPUs remain of the 3.5 the plan needs.
     code, run_dir, _ = _train_and_remove_a_node(
         two_nodes, tiny_dataset, tmp_path / "runs",
-        ["scaling.num_workers=2", "scaling.cpus_per_worker=1.5", "scaling.data_cpus=0.5", "failure.resource_wait_s=10"])
+        ["scaling.num_workers=2", "scaling.cpus_per_worker=1.5", "scaling.data_cpus=0.5", "failure.resource_wait_s=3"],
+        after_first_epoch=True)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert code == 1 and summary["status"] == "failed"
-    assert "missing 1.5 CPU" in summary["error"] and "failure.resource_wait_s=10" in summary["error"], summary["error"]
+    assert "missing 1.5 CPU" in summary["error"] and "failure.resource_wait_s=3" in summary["error"], summary["error"]
     assert summary["checkpoint"] and (Path(summary["checkpoint"]) / checkpoint.STATE_FILE).is_file()
 
 
 def test_a_restart_that_would_leave_ray_data_no_cpu_fails_instead_of_waiting(two_nodes, tiny_dataset, tmp_path):
     # 2 workers x 1 CPU + 1 CPU for Ray Data: after a node is gone the workers still fit the 2 CPUs left, Ray Data not.
     code, run_dir, _ = _train_and_remove_a_node(
-        two_nodes, tiny_dataset, tmp_path / "runs", ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "scaling.data_cpus=1"])
+        two_nodes, tiny_dataset, tmp_path / "runs", ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "scaling.data_cpus=1"],
+        after_first_epoch=False)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert code == 1 and summary["status"] == "failed"
     assert "missing 1 CPU" in summary["error"] and "Ray Data needs 1" in summary["error"], summary["error"]
