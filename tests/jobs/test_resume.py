@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import ray
 import torch
 
 from core.engine import checkpoint
@@ -31,14 +32,19 @@ from tests.conftest import SMALL_MODEL, TINY_DATA, tiny_overrides
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 4
 STOPPED_IN = 3  # the epoch the stop lands in, after its mid-epoch checkpoint: mid-stage, and inside the epoch
+STEPS = 8  # per epoch: 16 samples in batches of 2 on one worker
+# The run's one mid-epoch checkpoint: after step 1 of epoch 3 (steps count over the run), so that the 7 steps, the
+# validation and the checkpoint left of the epoch keep the stop inside it though the stop comes after the registration.
+CHECKPOINT_AT_STEP = (STOPPED_IN - 1) * STEPS + 1
+SAMPLES_BEFORE_STOP = 2
 
 
 def _overrides(tiny_dataset, root: Path) -> list[str]:
     stages = ("stages=[{name: warmup, epochs: 1}, {name: main, epochs: 3, optimizer: {lr: 0.003}, "
               "plateau: {patience: 0, factor: 0.5}}]")
-    return [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith("train.epochs")] + [
+    return [o for o in tiny_overrides(tiny_dataset, root) if not o.startswith(("train.epochs", "train.batch_size"))] + [
         stages, SMALL_MODEL, f"train.epochs={EPOCHS}", "scaling.num_workers=1", "data.preserve_order=true", "train.checkpoints_to_keep=5", "ray.num_cpus=2",
-        "train.progress_every_s=1", "train.checkpoint_every={steps: 2}"]
+        "train.progress_every_s=1", "train.batch_size=2", f"train.checkpoint_every={{steps: {CHECKPOINT_AT_STEP}}}"]
 
 
 def _train(*args: str) -> subprocess.Popen:
@@ -75,7 +81,7 @@ def _stop_inside_epoch(process: subprocess.Popen, root: Path, epoch: int, timeou
         process.wait()
 
 
-PROGRESS = re.compile(r"epoch (\d+)/4  step (\d+)/4 \(\d+%\)  [\d.]+ samples/s  loss [\d.e+-]+  lr [\d.e+-]+  "
+PROGRESS = re.compile(rf"epoch (\d+)/{EPOCHS}  step (\d+)/{STEPS} \(\d+%\)  [\d.]+ samples/s  loss [\d.e+-]+  lr [\d.e+-]+  "
                       r"ETA epoch (\d+:\d\d:\d\d), run (\d+:\d\d:\d\d)")
 
 
@@ -85,14 +91,14 @@ def _seconds(clock: str) -> int:
 
 
 def _check_progress_lines(output: str) -> None:
-    """Lines inside the epochs (4 steps each here) with a sane ETA; none of Ray Train's per-epoch INFO lines."""
+    """Lines inside the epochs with a sane ETA; none of Ray Train's per-epoch INFO lines."""
     found = [(int(epoch), int(step), _seconds(epoch_eta), _seconds(run_eta))
              for epoch, step, epoch_eta, run_eta in PROGRESS.findall(output)]
     lines_per_epoch = [sum(1 for e, *_ in found if e == epoch) for epoch in range(1, EPOCHS + 1)]
     assert max(lines_per_epoch) >= 3, (lines_per_epoch, output[-3000:])
     for epoch, step, epoch_left, run_left in found:
         assert epoch_left <= run_left < 600, "the run's ETA holds the epoch's, and a tiny run takes no minutes"
-        assert step < 4 or epoch_left == 0
+        assert step < STEPS or epoch_left == 0
     assert "Checkpoint successfully created" not in output and "Moving model to device" not in output
 
 
@@ -102,7 +108,8 @@ def _last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return checkpoint.read(Path(latest))["model"]
 
 
-def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tiny_dataset, tmp_path):
+def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(tiny_dataset, tmp_path,
+                                                                                                   capsys):
     uninterrupted = _train(*_overrides(tiny_dataset, tmp_path / "whole"))  # side by side: each waits mostly on startup
     interrupted = tmp_path / "interrupted"
     process = _train(*_overrides(tiny_dataset, interrupted))
@@ -116,12 +123,12 @@ def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of
     stopped_at = stopped["epochs_completed"]
     assert stopped["status"] == "interrupted" and stopped["error"] == "stopped by SIGTERM", stopped
     assert stopped_at == STOPPED_IN - 1, "the stop landed after the epoch it was meant to cut"
-    assert checkpoint.saved_train_state(Path(stopped["checkpoint"]))["inside"]["samples"] == 8  # 2 of 4 steps of 4 samples
+    assert checkpoint.saved_train_state(Path(stopped["checkpoint"]))["inside"]["samples"] == SAMPLES_BEFORE_STOP
     assert f"python -m jobs.train --resume {run_dir}" in output
-    _check_refused_on_other_data(run_dir, tiny_dataset, tmp_path)
+    _check_refused_on_other_data(run_dir, tiny_dataset, tmp_path, capsys)
 
     output = _finish(_train("--resume", str(run_dir)))
-    assert f"resuming after epoch {stopped_at} and 8 samples of epoch {STOPPED_IN}" in output
+    assert f"resuming after epoch {stopped_at} and {SAMPLES_BEFORE_STOP} samples of epoch {STOPPED_IN}" in output
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == EPOCHS and summary["resumes"] == 1, summary
@@ -139,18 +146,18 @@ def test_a_run_stopped_by_sigterm_mid_stage_resumes_and_ends_with_the_weights_of
         [name for name in expected if not torch.equal(expected[name], resumed[name])]
 
 
-def _check_refused_on_other_data(run_dir: Path, data: Path, tmp_path: Path) -> None:
+def _check_refused_on_other_data(run_dir: Path, data: Path, tmp_path: Path, capsys) -> None:
     """A copy of the run pointed at another data set: its mid-epoch checkpoint is refused before Ray starts."""
     other = tmp_path / "other_data"
     generate(DataStore.at(other), TINY_DATA.model_copy(update={"seed": TINY_DATA.seed + 1}))
     moved = tmp_path / "moved" / run_dir.name
     shutil.copytree(run_dir, moved)
     (moved / "config.yaml").write_text((moved / "config.yaml").read_text().replace(str(data), str(other)))
-    refused = subprocess.run([sys.executable, "-m", "jobs.train", "--resume", str(moved)], cwd=REPO, capture_output=True,
-                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    assert f"stopped inside epoch {STOPPED_IN} at sample 8 of a train split other than the one at data.uri now" in refused.stderr
-    assert "Started a local Ray instance" not in refused.stderr
+    assert train.main(["--resume", str(moved)]) == 2
+    said = capsys.readouterr().err
+    assert (f"stopped inside epoch {STOPPED_IN} at sample {SAMPLES_BEFORE_STOP} of a train split other than the one at "
+            f"data.uri now") in said, said
+    assert not ray.is_initialized(), "refused after Ray started"
 
 
 def test_resume_takes_scaling_overrides_only():
