@@ -67,7 +67,9 @@ def cluster():
 @pytest.fixture
 def two_nodes(cluster):
     """The module's cluster with exactly two live worker nodes, all their CPUs free (a previous test may have removed one,
-    and its actors may still hold CPUs: an elastic run started beside them with one worker)."""
+    and its actors may still hold CPUs). The elastic test is the module's first all the same: Ray Data's
+    AutoscalingCoordinator, which sizes an elastic group, sees a node added by a previous test up to 20 s late, and a run
+    started in between began with one worker and grew at once (a resize and a restart from scratch more)."""
     while len(cluster.worker_nodes) < 2:
         cluster.add_node(num_cpus=NODE_CPUS)
     cluster.wait_for_nodes()
@@ -76,57 +78,6 @@ def two_nodes(cluster):
         time.sleep(0.2)
     assert ray.available_resources().get("CPU", 0) == 2 * NODE_CPUS, ray.available_resources()
     return cluster
-
-
-def _remove_a_workers_node(cluster: Cluster, runs: Path, removed: list[str], after_first_epoch: bool,
-                           timeout_s: float = 300) -> None:
-    """Remove the node of one Ray Train worker once the run recorded its first checkpointed epoch (see test_faults), or
-    once all its workers are up."""
-    deadline = time.monotonic() + timeout_s
-    workers = []
-    while len(workers) < 2 and time.monotonic() < deadline:
-        if not after_first_epoch or any(path.read_text().strip() for path in runs.glob("*/metrics.jsonl")):
-            workers = list_actors(address=cluster.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-        time.sleep(0.1)
-    node = next((n for n in cluster.worker_nodes if workers and n.node_id == workers[0].node_id), None)
-    if node is not None:
-        cluster.remove_node(node, allow_graceful=False)
-        removed.append(node.node_id)
-
-
-def _train_and_remove_a_node(cluster: Cluster, tiny_dataset: Path, runs: Path, overrides: list[str],
-                             after_first_epoch: bool) -> tuple[int, Path, list[str]]:
-    removed: list[str] = []
-    remover = threading.Thread(target=_remove_a_workers_node, args=(cluster, runs, removed, after_first_epoch))
-    remover.start()
-    base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
-    code = train.main([*base, f"train.epochs={EPOCHS}", "scaling.use_gpu=false", "failure.max_failures=1", *overrides])
-    remover.join()
-    assert removed, "no node holding a training worker was found to remove"
-    (run_dir,) = runs.iterdir()
-    return code, run_dir, removed
-
-
-def test_a_run_whose_plan_no_longer_fits_fails_naming_the_missing_resources(two_nodes, tiny_dataset, tmp_path):
-    # 2 workers x 1.5 CPU need both nodes; after one is gone, 2 CPUs remain of the 3.5 the plan needs.
-    code, run_dir, _ = _train_and_remove_a_node(
-        two_nodes, tiny_dataset, tmp_path / "runs",
-        ["scaling.num_workers=2", "scaling.cpus_per_worker=1.5", "scaling.data_cpus=0.5", "failure.resource_wait_s=3"],
-        after_first_epoch=True)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert code == 1 and summary["status"] == "failed"
-    assert "missing 1.5 CPU" in summary["error"] and "failure.resource_wait_s=3" in summary["error"], summary["error"]
-    assert summary["checkpoint"] and (Path(summary["checkpoint"]) / checkpoint.STATE_FILE).is_file()
-
-
-def test_a_restart_that_would_leave_ray_data_no_cpu_fails_instead_of_waiting(two_nodes, tiny_dataset, tmp_path):
-    # 2 workers x 1 CPU + 1 CPU for Ray Data: after a node is gone the workers still fit the 2 CPUs left, Ray Data not.
-    code, run_dir, _ = _train_and_remove_a_node(
-        two_nodes, tiny_dataset, tmp_path / "runs", ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "scaling.data_cpus=1"],
-        after_first_epoch=False)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert code == 1 and summary["status"] == "failed"
-    assert "missing 1 CPU" in summary["error"] and "Ray Data needs 1" in summary["error"], summary["error"]
 
 
 def _starts(run_dir: Path) -> list[dict]:
@@ -201,3 +152,54 @@ def test_an_elastic_run_shrinks_on_a_node_loss_grows_when_a_node_comes_and_train
     assert {r["global_batch"] for r in records} == {8}
     # an epoch that ends at one worker (the grow may come first) accumulates two batches into each step
     assert all(r["grad_accumulation"] == 2 // r["world_size"] for r in records)
+
+
+def _remove_a_workers_node(cluster: Cluster, runs: Path, removed: list[str], after_first_epoch: bool,
+                           timeout_s: float = 300) -> None:
+    """Remove the node of one Ray Train worker once the run recorded its first checkpointed epoch (see test_faults), or
+    once all its workers are up."""
+    deadline = time.monotonic() + timeout_s
+    workers = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        if not after_first_epoch or any(path.read_text().strip() for path in runs.glob("*/metrics.jsonl")):
+            workers = list_actors(address=cluster.address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+        time.sleep(0.1)
+    node = next((n for n in cluster.worker_nodes if workers and n.node_id == workers[0].node_id), None)
+    if node is not None:
+        cluster.remove_node(node, allow_graceful=False)
+        removed.append(node.node_id)
+
+
+def _train_and_remove_a_node(cluster: Cluster, tiny_dataset: Path, runs: Path, overrides: list[str],
+                             after_first_epoch: bool) -> tuple[int, Path, list[str]]:
+    removed: list[str] = []
+    remover = threading.Thread(target=_remove_a_workers_node, args=(cluster, runs, removed, after_first_epoch))
+    remover.start()
+    base = [o for o in tiny_overrides(tiny_dataset, runs) if not o.startswith("train.epochs")]
+    code = train.main([*base, f"train.epochs={EPOCHS}", "scaling.use_gpu=false", "failure.max_failures=1", *overrides])
+    remover.join()
+    assert removed, "no node holding a training worker was found to remove"
+    (run_dir,) = runs.iterdir()
+    return code, run_dir, removed
+
+
+def test_a_run_whose_plan_no_longer_fits_fails_naming_the_missing_resources(two_nodes, tiny_dataset, tmp_path):
+    # 2 workers x 1.5 CPU need both nodes; after one is gone, 2 CPUs remain of the 3.5 the plan needs.
+    code, run_dir, _ = _train_and_remove_a_node(
+        two_nodes, tiny_dataset, tmp_path / "runs",
+        ["scaling.num_workers=2", "scaling.cpus_per_worker=1.5", "scaling.data_cpus=0.5", "failure.resource_wait_s=3"],
+        after_first_epoch=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert code == 1 and summary["status"] == "failed"
+    assert "missing 1.5 CPU" in summary["error"] and "failure.resource_wait_s=3" in summary["error"], summary["error"]
+    assert summary["checkpoint"] and (Path(summary["checkpoint"]) / checkpoint.STATE_FILE).is_file()
+
+
+def test_a_restart_that_would_leave_ray_data_no_cpu_fails_instead_of_waiting(two_nodes, tiny_dataset, tmp_path):
+    # 2 workers x 1 CPU + 1 CPU for Ray Data: after a node is gone the workers still fit the 2 CPUs left, Ray Data not.
+    code, run_dir, _ = _train_and_remove_a_node(
+        two_nodes, tiny_dataset, tmp_path / "runs", ["scaling.num_workers=2", "scaling.cpus_per_worker=1", "scaling.data_cpus=1"],
+        after_first_epoch=False)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert code == 1 and summary["status"] == "failed"
+    assert "missing 1 CPU" in summary["error"] and "Ray Data needs 1" in summary["error"], summary["error"]
