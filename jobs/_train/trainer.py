@@ -114,16 +114,23 @@ def failure_config(settings: FailureSettings, elastic: bool = False) -> FailureC
     Train's controller from this environment variable, which it copies from the driver's.
 
     An elastic run sizes each new group from Ray Data's AutoscalingCoordinator, which looks at the
-    nodes every 20 s: just after a node loss it still counts the lost node and asks for a group that
-    cannot be placed. Such a start gives up after ELASTIC_START_S and is retried (a controller
-    failure), sized afresh, for failure.resource_wait_s in all."""
-    attempt = min(settings.resource_wait_s, ELASTIC_START_S) if elastic else settings.resource_wait_s
+    nodes every COORDINATOR_TICK_S: just after a node loss it still counts the lost node and asks for
+    a group that cannot be placed. Such a start gives up after ELASTIC_START_S and is retried (a
+    controller failure), sized afresh, for the coordinator's tick and failure.resource_wait_s in all."""
+    if not elastic:
+        os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = f"{settings.resource_wait_s:g}"
+        return FailureConfig(max_failures=settings.max_failures, controller_failure_limit=0)
+    attempt = min(settings.resource_wait_s, ELASTIC_START_S)
     os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = f"{attempt:g}"
-    retries = math.ceil(settings.resource_wait_s / attempt) - 1 if elastic else 0
+    retries = math.ceil((COORDINATOR_TICK_S + settings.resource_wait_s) / attempt) - 1
     return FailureConfig(max_failures=settings.max_failures, controller_failure_limit=retries)
 
 
-ELASTIC_START_S = 30.0
+COORDINATOR_TICK_S = 20.0  # ray.data's _AutoscalingCoordinatorActor.TICK_INTERVAL_S
+# The timeout covers only the placement of the group's resources, which takes well under a second when
+# they are free: a start waiting longer was sized from the coordinator's stale view. With 30 s, every
+# shrink after a node loss waited the whole 30 s; with 10 s it is sized again soon after the next tick.
+ELASTIC_START_S = 10.0
 
 
 def scaling_config(plan: ResourcePlan) -> ScalingConfig:

@@ -19,15 +19,18 @@ from pathlib import Path
 import pytest
 import ray
 from ray.cluster_utils import Cluster
+from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import _AutoscalingCoordinatorActor
 from ray.util.state import list_actors
 
 from cluster.connect import IDLE_WORKER_KEEP_MS
+from core.config.sections import FailureSettings
 from core.engine import checkpoint
 from core.runs import fingerprint
 from core.runs.run_dir import read_metrics
 from jobs import train
 from jobs._train.resume import latest_registered_metrics
 from jobs._train.starts import STARTS
+from jobs._train.trainer import COORDINATOR_TICK_S, ELASTIC_START_S, failure_config
 from tests.conftest import tiny_overrides
 from tests.ray_head import free_port
 
@@ -38,6 +41,7 @@ EPOCHS = 4
 # the grown group started 12-34 s after the one-worker group here, and an epoch of one worker takes about 2 s. The
 # elastic run is planned longer than that can take, and stopped by SIGTERM once the grown group trained an epoch.
 ELASTIC_EPOCHS = 40
+START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +207,15 @@ def test_a_restart_that_would_leave_ray_data_no_cpu_fails_instead_of_waiting(two
     summary = json.loads((run_dir / "summary.json").read_text())
     assert code == 1 and summary["status"] == "failed"
     assert "missing 1 CPU" in summary["error"] and "Ray Data needs 1" in summary["error"], summary["error"]
+
+
+@pytest.mark.parametrize("resource_wait_s", [3.0, 600.0])
+def test_an_elastic_group_start_is_retried_past_the_coordinators_stale_view_and_the_resource_wait(monkeypatch, resource_wait_s):
+    monkeypatch.setenv(START_TIMEOUT, "unset")  # failure_config sets it for Ray Train's controller; restored after the test
+    retries = failure_config(FailureSettings(resource_wait_s=resource_wait_s), elastic=True).controller_failure_limit
+    attempt_s = float(os.environ[START_TIMEOUT])
+    assert attempt_s == min(resource_wait_s, ELASTIC_START_S)
+    assert (retries + 1) * attempt_s >= COORDINATOR_TICK_S + resource_wait_s > retries * attempt_s
+    assert COORDINATOR_TICK_S == _AutoscalingCoordinatorActor.TICK_INTERVAL_S, "Ray Data's coordinator looks at the nodes at another pace"
+    assert failure_config(FailureSettings(resource_wait_s=resource_wait_s)).controller_failure_limit == 0
+    assert float(os.environ[START_TIMEOUT]) == resource_wait_s, "a fixed-size group waits the whole time in one start"
