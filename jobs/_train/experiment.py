@@ -21,7 +21,7 @@ from core.profiling import startup
 from core.runs import run_dir as runs
 from core.runs.fingerprint import DRIVER
 from core.config.schema import ExperimentConfig
-from jobs._train.resume import ResumePoint, drop_records_after
+from jobs._train.resume import CheckpointStorage, ResumePoint, drop_records_after
 from core.engine.stages import PREVIOUS, check_patterns, plan_stages
 from core.runs.summary import summarise
 from core.tasks.catalog import build_task
@@ -93,6 +93,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     started = time.time()
     checkpoints = checkpoint_storage(config, run_dir)
     facts = {"status": "completed", "error": None, "checkpoint": None}
+    unreachable = None  # the checkpoint storage, where it did not answer at the end
     distill = getattr(config.task, "distill", None)
     if distill is not None:
         facts["teacher"] = distill.teacher
@@ -109,7 +110,7 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
         result = trainer.fit()
         facts["checkpoint"] = checkpoints.display(result.checkpoint.path) if result.checkpoint else None
     except (KeyboardInterrupt, SystemExit):  # Ray Train's SIGINT handler aborted the workers and raised SystemExit
-        latest, _ = latest_or_logged(checkpoints, run_dir)
+        latest, unreachable = latest_or_logged(checkpoints, run_dir)
         facts.update(status="interrupted", checkpoint=latest, error=f"stopped by {_signals.stopped_by().name}")
     except Exception as err:  # the run directory must still say what happened
         latest, unreachable = latest_or_logged(checkpoints, run_dir)
@@ -117,12 +118,12 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     finally:
         if live is not None:
             live_tensorboard.stop(live)
-    try:
-        facts.update(restarts(checkpoints))
-    except Exception:  # the storage did not answer (the error says so already): summary.json is written without the count
+    if unreachable is None:
+        facts.update(_storage_facts(checkpoints, config, task))
+    else:  # each would wait output.storage_retry_s (120 s by default) again for storage that did not answer just now
         facts.update(restarts=None, restarts_from_scratch=None)
-    if config.train.best_checkpoints:
-        facts["best_checkpoints"] = best_checkpoints(checkpoints, config.train.best_checkpoints, task)
+        if config.train.best_checkpoints:
+            facts["best_checkpoints"] = f"unknown: {unreachable}"
     skipped = samples.close() if samples else []
     facts["skipped_samples"] = {"count": len(skipped), "samples": skipped[:_SKIPPED_LISTED]}
     records = runs.read_metrics(run_dir)
@@ -137,8 +138,24 @@ def run(config: ExperimentConfig, plan: ResourcePlan, store: DataStore, manifest
     )
     if not summary_written_since(run_dir, started):
         runs.write_json(run_dir / runs.SUMMARY, summary)
-    copy_run(config, run_dir)
+    if unreachable is None:
+        copy_run(config, run_dir)
+    elif config.output.storage is not None:
+        print(f"the run's files were not copied to {config.output.storage} ({unreachable}); they are complete in {run_dir}",
+              file=sys.stderr)
     return run_dir, summary
+
+
+def _storage_facts(checkpoints: CheckpointStorage, config: ExperimentConfig, task: Task) -> dict[str, Any]:
+    """summary.json's counts of restarts, and its list of the best checkpoints, from the run's checkpoint storage."""
+    facts: dict[str, Any] = {}
+    try:
+        facts.update(restarts(checkpoints))
+    except Exception:  # the storage did not answer (the error says so already): summary.json is written without the count
+        facts.update(restarts=None, restarts_from_scratch=None)
+    if config.train.best_checkpoints:
+        facts["best_checkpoints"] = best_checkpoints(checkpoints, config.train.best_checkpoints, task)
+    return facts
 
 
 def summary_written_since(run_dir: Path, started: float) -> bool:

@@ -115,7 +115,10 @@ def test_an_s3_outage_longer_than_the_retries_fails_the_run_and_keeps_the_last_c
                                                          ["output.storage_retry_s=3"])
     assert code == 1 and summary["status"] == "failed"
     remote = run_store(load_config(run_dir / "config.yaml"), run_dir)
-    assert f"or, on another machine: python -m jobs.train --resume {remote.uri}\n" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert f"or, on another machine: python -m jobs.train --resume {remote.uri}\n" in said.out
+    # Once the checkpoint storage did not answer, the run's end asks it nothing more (each would wait the retries again).
+    assert f"the run's files were not copied to s3://{s3.bucket}/checkpoints (" in said.err and summary["restarts"] is None
     where = f"s3://{s3.bucket}/checkpoints/{run_dir.name}/ray_train"
     # The worker's upload of epoch 2's checkpoint or the controller's update of its list fails first, whichever comes first.
     assert f"checkpoint storage {where} did not answer" in summary["error"], summary["error"]
