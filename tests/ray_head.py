@@ -32,7 +32,6 @@ class Head:
     pid: int
     gcs_address: str
     dashboard_url: str
-    metrics_port: int
     temp_dir: str
 
 
@@ -48,7 +47,7 @@ def ray_head(num_cpus: int, env: dict[str, str], extra_args: list[str] = (), log
     output = open(log or os.devnull, "w")
     own = {"RAY_ADDRESS": f"127.0.0.1:{ports['gcs']}"}  # its workers find their own Ray among others (cluster.connect)
     process = subprocess.Popen(command, env={**os.environ, **NODE_ENV, **env, **own}, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    head = Head(process.pid, f"127.0.0.1:{ports['gcs']}", f"http://127.0.0.1:{ports['dashboard']}", ports["metrics"], temp_dir)
+    head = Head(process.pid, f"127.0.0.1:{ports['gcs']}", f"http://127.0.0.1:{ports['dashboard']}", temp_dir)
     try:
         _wait_for_port(ports["dashboard"], process, timeout=90)
         yield head

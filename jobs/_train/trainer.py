@@ -117,14 +117,13 @@ def failure_config(settings: FailureSettings, elastic: bool = False) -> FailureC
     nodes every COORDINATOR_TICK_S: just after a node loss it still counts the lost node and asks for
     a group that cannot be placed. Such a start gives up after ELASTIC_START_S and is retried (a
     controller failure), sized afresh, for the coordinator's tick and failure.resource_wait_s in all."""
-    if not elastic:
-        os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = f"{settings.resource_wait_s:g}"
-        return FailureConfig(max_failures=settings.max_failures, controller_failure_limit=0)
-    attempt = min(settings.resource_wait_s, ELASTIC_START_S)
-    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = f"{attempt:g}"
-    retries = math.ceil((COORDINATOR_TICK_S + settings.resource_wait_s) / attempt) - 1
+    attempt = min(settings.resource_wait_s, ELASTIC_START_S) if elastic else settings.resource_wait_s
+    os.environ[START_TIMEOUT] = f"{attempt:g}"
+    retries = math.ceil((COORDINATOR_TICK_S + settings.resource_wait_s) / attempt) - 1 if elastic else 0
     return FailureConfig(max_failures=settings.max_failures, controller_failure_limit=retries)
 
+
+START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"  # Ray Train's, per start of a worker group
 
 COORDINATOR_TICK_S = 20.0  # ray.data's _AutoscalingCoordinatorActor.TICK_INTERVAL_S
 # The timeout covers only the placement of the group's resources, which takes well under a second when

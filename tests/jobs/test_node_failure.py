@@ -30,7 +30,7 @@ from core.runs.run_dir import read_metrics
 from jobs import train
 from jobs._train.resume import latest_registered_metrics
 from jobs._train.starts import STARTS
-from jobs._train.trainer import COORDINATOR_TICK_S, ELASTIC_START_S, failure_config
+from jobs._train.trainer import COORDINATOR_TICK_S, ELASTIC_START_S, START_TIMEOUT, failure_config
 from tests.conftest import tiny_overrides
 from tests.ray_head import free_port
 
@@ -41,7 +41,6 @@ EPOCHS = 4
 # the grown group started 12-34 s after the one-worker group here, and an epoch of one worker takes about 2 s. The
 # elastic run is planned longer than that can take, and stopped by SIGTERM once the grown group trained an epoch.
 ELASTIC_EPOCHS = 40
-START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
 @pytest.fixture(scope="module")
